@@ -1,0 +1,121 @@
+//! The `StorageBackend` contract.
+//!
+//! A backend is a plain ordered byte map per named collection. It knows nothing of MVCC
+//! versions, transactions or Raft: those layers encode everything they need into keys and
+//! values and rely only on the clauses below. Every clause is numbered; the conformance suite
+//! ([`crate::testing::conformance`]) has at least one case per clause and runs on every backend.
+
+mod batch;
+mod collection;
+mod error;
+mod range;
+mod stats;
+
+use async_trait::async_trait;
+
+pub use batch::{BatchOp, Durability, WriteBatch};
+pub use collection::{CollectionName, CollectionNameError, NameProblem};
+pub use error::{BackendError, EngineError, KeyPreview, KeyProblem};
+pub use range::{Direction, KeyRange, ScanPage, ScanRequest, prefix_successor};
+pub use stats::{BackendKind, BackendStats, CollectionStats};
+
+/// An ordered, durable byte map per named collection, with atomic multi-collection batches.
+///
+/// Held as `Arc<dyn StorageBackend>` so configuration picks the engine at run time.
+///
+/// # Contract
+///
+/// - **C1 Collections.** [`create_collection`](Self::create_collection) is idempotent and
+///   reports whether it created the collection. [`list_collections`](Self::list_collections)
+///   returns every collection (user and system) in ascending name order.
+///   [`drop_collection`](Self::drop_collection) removes a collection with all its entries and
+///   reports whether it existed; creating it again yields an empty collection.
+/// - **C2 Isolation of collections.** Collections are independent key spaces: a key written to
+///   one is invisible in every other, and dropping one leaves the others untouched.
+/// - **C3 Unknown collections.** `open_collection`, `get`, `scan` and `write` on a collection that
+///   does not exist fail with [`BackendError::CollectionNotFound`]; a batch naming one is
+///   rejected whole and changes nothing.
+/// - **C4 Read your writes.** Every call that starts after [`write`](Self::write) returned `Ok`
+///   observes that batch, whatever its [`Durability`].
+/// - **C5 Order.** Keys compare as unsigned byte strings (a key sorts before every longer key it
+///   is a prefix of; `0x00` and `0xFF` are ordinary bytes). [`scan`](Self::scan) returns exactly
+///   the entries inside the request's [`KeyRange`] — every bound kind, at either end — ascending
+///   for [`Direction::Forward`] and descending for [`Direction::Reverse`]. A range that is empty
+///   by its bounds yields no entries.
+/// - **C6 Pages.** A scan returns at most `limit` entries. [`ScanPage::resume`] is set exactly
+///   when the page is full; scanning it (same direction) continues right after the last
+///   returned key, so the pages of an undisturbed store concatenate to the whole range with no
+///   key missing or repeated. A single page never contains part of a batch.
+/// - **C7 Atomic batches.** A [`WriteBatch`] spanning any number of collections is applied all
+///   or nothing, in memory and across a crash. No reader observes part of it. Within a batch
+///   the later operation on a key wins. An empty batch is a no-op.
+/// - **C8 Deletes.** Deleting an absent key succeeds; a deleted key is absent from `get` and
+///   from scans.
+/// - **C9 Durability.** With [`Durability::Synced`], the batch and every batch acknowledged
+///   before it are on stable storage when `write` returns `Ok`. A [`Durability::Buffered`]
+///   batch may be lost by a crash until a later synced batch or [`sync`](Self::sync) returns,
+///   but only whole, and only as a suffix: a batch never survives a crash that loses a batch
+///   acknowledged before it was submitted.
+/// - **C10 Sync.** [`sync`](Self::sync) makes every batch acknowledged before the call durable.
+///   Concurrent synced writes and syncs may share one engine sync (group commit); the blocking
+///   part runs off the async executor's worker threads.
+/// - **C11 Persistence.** For a persistent backend ([`is_persistent`](Self::is_persistent)),
+///   closing and reopening the same location shows every collection and every entry that was
+///   acknowledged before [`close`](Self::close). An in-memory backend starts empty.
+/// - **C12 Close.** `close` makes every acknowledged batch durable and releases the engine
+///   (files, locks), so the location can be reopened in the same process. Every later call,
+///   including another `close`, fails with [`BackendError::Closed`].
+/// - **C13 Input limits.** Empty or oversized keys, oversized values and page limits outside
+///   `1..=`[`MAX_SCAN_LIMIT`](crate::limits::MAX_SCAN_LIMIT) fail with a typed error before the
+///   engine is called and change nothing. Collection names are valid by construction
+///   ([`CollectionName`]).
+/// - **C14 Stats.** [`stats`](Self::stats) lists every collection with a key count (exact or
+///   flagged approximate) and reports disk use where the backend has a disk.
+/// - **C15 Concurrency.** All methods may be called concurrently from any number of tasks and
+///   threads.
+#[async_trait]
+pub trait StorageBackend: Send + Sync + 'static {
+    /// Which engine this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Whether data survives close and reopen (C11).
+    fn is_persistent(&self) -> bool;
+
+    /// Creates `name` if it does not exist; returns whether it was created (C1).
+    async fn create_collection(&self, name: &CollectionName) -> Result<bool, BackendError>;
+
+    /// Succeeds if `name` exists, else [`BackendError::CollectionNotFound`] (C3).
+    async fn open_collection(&self, name: &CollectionName) -> Result<(), BackendError>;
+
+    /// Every collection, ascending by name (C1).
+    async fn list_collections(&self) -> Result<Vec<CollectionName>, BackendError>;
+
+    /// Removes `name` and all its entries; returns whether it existed (C1, C2).
+    async fn drop_collection(&self, name: &CollectionName) -> Result<bool, BackendError>;
+
+    /// The value stored under `key`, if any (C3, C4, C8, C13).
+    async fn get(
+        &self,
+        collection: &CollectionName,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// One page of an ordered scan (C5, C6, C13).
+    async fn scan(
+        &self,
+        collection: &CollectionName,
+        request: &ScanRequest,
+    ) -> Result<ScanPage, BackendError>;
+
+    /// Applies `batch` atomically with the requested durability (C3, C7, C9, C13).
+    async fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), BackendError>;
+
+    /// Makes every acknowledged batch durable (C10).
+    async fn sync(&self) -> Result<(), BackendError>;
+
+    /// Statistics (C14).
+    async fn stats(&self) -> Result<BackendStats, BackendError>;
+
+    /// Syncs and releases the engine; later calls fail with [`BackendError::Closed`] (C12).
+    async fn close(&self) -> Result<(), BackendError>;
+}
