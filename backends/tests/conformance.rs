@@ -71,3 +71,15 @@ mod fjall {
 mod redb {
     zcore_engine::backend_conformance_suite!(super::RedbHarness::new());
 }
+
+mod memory_mvcc {
+    zcore_engine::mvcc_suite!(super::MemoryHarness);
+}
+
+mod fjall_mvcc {
+    zcore_engine::mvcc_suite!(super::FjallHarness::new());
+}
+
+mod redb_mvcc {
+    zcore_engine::mvcc_suite!(super::RedbHarness::new());
+}

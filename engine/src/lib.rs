@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod limits;
+pub mod mvcc;
 
 #[cfg(feature = "conformance")]
 pub mod testing;
@@ -24,4 +25,8 @@ pub use backend::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionNameError,
     CollectionStats, Direction, Durability, KeyProblem, KeyRange, NameProblem, ScanPage,
     ScanRequest, StorageBackend, WriteBatch,
+};
+pub use mvcc::{
+    CommitInfo, Engine, EngineOptions, EngineStats, GcReport, Isolation, ReadTransaction, TxnError,
+    Version, WriteOptions, WriteTransaction,
 };

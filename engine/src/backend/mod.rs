@@ -119,3 +119,9 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// Syncs and releases the engine; later calls fail with [`BackendError::Closed`] (C12).
     async fn close(&self) -> Result<(), BackendError>;
 }
+
+impl std::fmt::Debug for dyn StorageBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StorageBackend({})", self.kind())
+    }
+}

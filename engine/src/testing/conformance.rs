@@ -2,7 +2,7 @@
 //! [`crate::StorageBackend`]), written once and expanded into one `#[test]` per backend by
 //! [`backend_conformance_suite!`](crate::backend_conformance_suite).
 //!
-//! ```ignore
+//! ```text
 //! mod fjall {
 //!     zcore_engine::backend_conformance_suite!(crate::FjallHarness::new());
 //! }

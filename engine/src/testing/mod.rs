@@ -2,3 +2,4 @@
 //! including ones outside this workspace — runs the same contract tests.
 
 pub mod conformance;
+pub mod mvcc;

@@ -1,0 +1,31 @@
+//! The MVCC transaction layer: snapshots, serializable and snapshot isolation, savepoints,
+//! atomic multi-collection commits, sequences and garbage collection, on any
+//! [`StorageBackend`](crate::StorageBackend).
+//!
+//! Map of this module:
+//! - [`keys`]: the one place that encodes user keys and versions into backend keys;
+//! - [`value`]: the checksummed stored-value format;
+//! - `oracle`: commit versions, publication, live snapshots;
+//! - `conflict`: read/write sets and validation;
+//! - `read`: reading committed data at a version;
+//! - `txn`: [`ReadTransaction`] and [`WriteTransaction`];
+//! - `engine`: [`Engine`] (open, collections, sequences, GC, stats);
+//! - `meta`: records in the `__meta` system collection.
+
+mod conflict;
+mod engine;
+mod error;
+pub mod keys;
+mod meta;
+mod oracle;
+mod read;
+mod txn;
+pub mod value;
+
+pub use engine::{
+    Engine, EngineOptions, EngineStats, GcReport, Isolation, VersionCounts, WriteOptions,
+};
+pub use error::{TxnError, UserKeyProblem};
+pub use keys::{MAX_USER_KEY_LEN, Version};
+pub use meta::META_COLLECTION;
+pub use txn::{CommitInfo, MAX_USER_VALUE_LEN, ReadTransaction, WriteTransaction};
