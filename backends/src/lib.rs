@@ -10,11 +10,16 @@
 //! its `StorageBackend` impl), `options.rs` (its serde options). Every backend validates input
 //! with [`zcore_engine::limits`] before calling its engine.
 
+pub mod config;
 pub mod fjall;
 mod group_sync;
 pub mod memory;
 pub mod redb;
 
+pub use config::{
+    BackendConfig, BackendName, ConfigError, ConfigFile, ConfigLoader, ConfigOverrides,
+    LoadedConfig, Setting, SettingSource, open_backend,
+};
 pub use fjall::{FjallBackend, FjallOptions};
 pub use memory::{MemoryBackend, MemoryOptions};
 pub use redb::{RedbBackend, RedbOptions};

@@ -1,1 +1,100 @@
-fn main() {}
+//! `zstore`: the command-line tool of zcore-storage.
+//!
+//! Opens the store the configuration names (see `zstore --help` and
+//! [`zcore_backends::config`]), runs one command, closes the store and exits with a code that
+//! says what happened (0 success, 1 runtime error, 2 usage or configuration error, 3 not found).
+//! Every write is synced before zstore exits.
+
+mod args;
+mod bytes;
+mod commands;
+mod error;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use zcore_backends::{BackendName, ConfigLoader, open_backend};
+
+use crate::args::Cli;
+use crate::bytes::ByteFormat;
+use crate::commands::{Action, Printer};
+use crate::error::{CliError, FailureKind};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with code 0; usage errors to stderr with code 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logging();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.kind != FailureKind::OutputClosed {
+                let _ = writeln!(std::io::stderr(), "{e}");
+            }
+            e.kind.exit_code()
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`). The subscriber also installs the
+/// `log` → `tracing` bridge, so fjall's and redb's `log` records show up too.
+fn init_logging() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    // Fails only if a subscriber is already installed; logging is then left as it is.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let format = ByteFormat::from_hex_flag(cli.global.hex);
+    let mut printer = Printer::new(
+        std::io::BufWriter::new(std::io::stdout().lock()),
+        format,
+        cli.global.json,
+    );
+    let loaded = ConfigLoader::from_process_env()
+        .with_overrides(cli.global.overrides())
+        .load()?;
+    tracing::debug!(config = ?loaded.backend, "configuration loaded");
+
+    // Every argument is validated before the store is opened.
+    let Some(action) = Action::from_command(&cli.command, format)? else {
+        printer.config(&loaded)?;
+        return printer.flush();
+    };
+
+    let backend = open_backend(&loaded.backend)?;
+    let in_memory = loaded.backend.backend() == BackendName::Memory;
+    if in_memory && action.writes() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "zstore: warning: the memory backend discards its data when zstore exits; \
+             use --backend fjall or --backend redb to keep it"
+        );
+    }
+    let result = action.run(backend.as_ref(), &mut printer).await;
+    let closed = backend.close().await;
+    match result {
+        Err(mut e) if in_memory && e.kind == FailureKind::NotFound => {
+            e.message
+                .push_str(" (the memory backend starts empty on every run)");
+            Err(e)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(closed?),
+    }
+}

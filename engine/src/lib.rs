@@ -15,6 +15,8 @@
 //! this contract in later modules of this crate.
 
 pub mod backend;
+pub mod collections;
+pub mod composite;
 pub mod limits;
 pub mod mvcc;
 
@@ -30,3 +32,4 @@ pub use mvcc::{
     CommitInfo, Engine, EngineOptions, EngineStats, GcReport, Isolation, ReadTransaction, TxnError,
     Version, WriteOptions, WriteTransaction,
 };
+pub use composite::{decode_key, encode_key, prefix_range};

@@ -2,7 +2,7 @@
 //!
 //! Written to be obviously correct rather than fast: one `BTreeMap` per collection behind one
 //! lock, every batch applied under the write lock. It is the oracle for differential tests and
-//! the default for unit tests. Nothing survives [`StorageBackend::close`] or a restart.
+//! the default for unit tests. Nothing survives `close` or a restart.
 
 mod backend;
 mod options;

@@ -1,0 +1,227 @@
+//! Command-line syntax of `zstore` (clap derive).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use zcore_backends::config::parse_byte_size;
+use zcore_backends::{BackendName, ConfigOverrides};
+
+const AFTER_HELP: &str = "\
+Configuration layers (each overrides the one before):
+  defaults -> TOML file (--config or ZDB_CONFIG) -> environment -> flags.
+  Default: the fjall backend with its store at ./data/zcore.fjall.
+
+Environment:
+  ZDB_CONFIG      TOML configuration file (--config wins)
+  ZDB_BACKEND     fjall | redb | memory
+  ZDB_DATA        root data directory (default ./data); the store is
+                  <dir>/zcore.fjall or <dir>/zcore.redb
+  ZDB_PATH        explicit store location (fjall directory or redb file)
+  ZDB_CACHE_SIZE  cache size of the selected backend, bytes (or KiB/MiB/GiB)
+  RUST_LOG        log filter for stderr logging (default: warn)
+  Empty variables count as unset. `zstore config check` shows where each
+  setting came from.
+
+Keys and values are UTF-8 text unless --hex is given; --hex applies to every
+key, value, prefix and bound, on input and on output. The memory backend
+starts empty on every run and discards its data when zstore exits.
+
+Exit codes:
+  0  success
+  1  runtime error (the store cannot be opened, I/O or engine failure)
+  2  usage or configuration error (bad flags, bad config, invalid collection
+     name, empty or oversized key, invalid hex)
+  3  not found (get of a missing key; a collection that does not exist)";
+
+/// zstore: inspect and edit a zcore-storage store from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "zstore", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Options shared by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// TOML configuration file [default: $ZDB_CONFIG, else none]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Storage backend [default: $ZDB_BACKEND, else the file, else fjall]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        value_parser = PossibleValuesParser::new(BackendName::NAMES)
+            .try_map(|name| name.parse::<BackendName>())
+    )]
+    pub backend: Option<BackendName>,
+
+    /// Root data directory [default: $ZDB_DATA, else the file, else ./data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Explicit store location (fjall directory or redb file) instead of the one under the
+    /// data directory [default: $ZDB_PATH, else the file]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+
+    /// Cache size of the selected backend in bytes (or with a KiB/MiB/GiB suffix)
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_byte_size)]
+    pub cache_size: Option<u64>,
+
+    /// Keys, values, prefixes and bounds are hex on input and on output
+    #[arg(long, global = true)]
+    pub hex: bool,
+
+    /// Machine-readable JSON output on stdout. Byte strings are objects
+    /// {"encoding": "utf8" | "hex", "data": "..."}: "utf8" when the bytes are valid UTF-8
+    /// (and --hex is not given), "hex" otherwise
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalArgs {
+    /// The configuration overrides these flags ask for.
+    pub fn overrides(&self) -> ConfigOverrides {
+        ConfigOverrides {
+            config_file: self.config.clone(),
+            backend: self.backend,
+            data_dir: self.data_dir.clone(),
+            path: self.path.clone(),
+            cache_size_bytes: self.cache_size,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// List collections; `create` and `drop` them
+    Collections {
+        /// Without a subcommand: list every collection
+        #[command(subcommand)]
+        action: Option<CollectionsCommand>,
+    },
+
+    /// Set KEY to VALUE in COLLECTION (creates COLLECTION if it does not exist). The write is
+    /// synced to disk before zstore exits
+    Put {
+        /// Collection name (ASCII letters, digits, '_', '-', '.'; not starting with "__")
+        collection: OsString,
+        /// Key (1..=65535 bytes)
+        key: OsString,
+        /// Value (or use --value-file)
+        #[arg(required_unless_present = "value_file", conflicts_with = "value_file")]
+        value: Option<OsString>,
+        /// Read the value verbatim from FILE instead (`-` for stdin; never hex-decoded). For
+        /// values too large or too binary for the command line
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
+    },
+
+    /// Print the value of KEY in COLLECTION (exit code 3 if the key or collection is missing)
+    Get {
+        /// Collection name
+        collection: OsString,
+        /// Key
+        key: OsString,
+    },
+
+    /// Remove KEY from COLLECTION (removing an absent key succeeds; a missing collection is
+    /// exit code 3)
+    Delete {
+        /// Collection name
+        collection: OsString,
+        /// Key
+        key: OsString,
+    },
+
+    /// Print the entries of COLLECTION in key order, one `KEY<TAB>VALUE` line each
+    /// (a JSON array with --json)
+    Scan(ScanArgs),
+
+    /// Print statistics: backend, disk use, key counts per collection
+    Stats,
+}
+
+/// `zstore config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration and print every effective setting with where it came from
+    /// (exit code 2 if the configuration is invalid). Does not open the store
+    Check,
+}
+
+/// `zstore collections …`
+#[derive(Debug, Subcommand)]
+pub enum CollectionsCommand {
+    /// List every collection in name order (the default)
+    List,
+    /// Create a collection (succeeds if it already exists)
+    Create {
+        /// Collection name
+        name: OsString,
+    },
+    /// Drop a collection and all its entries (exit code 3 if it does not exist)
+    Drop {
+        /// Collection name
+        name: OsString,
+    },
+}
+
+/// `zstore scan …`
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Collection name
+    pub collection: OsString,
+
+    /// Only keys starting with PREFIX
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["from", "to", "to_inclusive"])]
+    pub prefix: Option<OsString>,
+
+    /// Only keys >= FROM
+    #[arg(long, value_name = "FROM")]
+    pub from: Option<OsString>,
+
+    /// Only keys < TO (half-open range)
+    #[arg(long, value_name = "TO", conflicts_with = "to_inclusive")]
+    pub to: Option<OsString>,
+
+    /// Only keys <= TO (inclusive range)
+    #[arg(long, value_name = "TO")]
+    pub to_inclusive: Option<OsString>,
+
+    /// Stop after N entries
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+
+    /// Descending key order
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
