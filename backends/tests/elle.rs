@@ -57,7 +57,7 @@ async fn record(
                 let mut ops: Vec<(bool, u64, u64)> = Vec::new();
                 for i in 0..n_ops {
                     let r = mix(seed ^ i);
-                    let append = r % 2 == 0;
+                    let append = r.is_multiple_of(2);
                     // Append values are unique per history: process, txn and position.
                     ops.push((append, (r >> 8) % KEYS, p * 1_000_000 + t * 10 + i + 1));
                 }

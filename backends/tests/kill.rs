@@ -91,7 +91,7 @@ async fn child(kind: &str, dir: PathBuf) {
         n += 1;
         let txn = engine.next_seq(b"txn").await.expect("seq");
         writeln!(out, "SEQ {txn}").unwrap();
-        let durability = if n % 4 == 0 {
+        let durability = if n.is_multiple_of(4) {
             Durability::Buffered
         } else {
             Durability::Synced
@@ -111,7 +111,7 @@ async fn child(kind: &str, dir: PathBuf) {
             writeln!(out, "ACK {txn} {}", info.version).unwrap();
             out.flush().unwrap();
         }
-        if n % 25 == 0 {
+        if n.is_multiple_of(25) {
             engine.collect_garbage().await.expect("gc");
         }
     }
