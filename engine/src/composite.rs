@@ -59,7 +59,14 @@ mod tests {
     #[test]
     fn components_round_trip_and_sort_componentwise() {
         let a = composite_key![b"org1", "users", 7u64.to_be_bytes()];
-        assert_eq!(decode_key(&a), Some(vec![b"org1".to_vec(), b"users".to_vec(), 7u64.to_be_bytes().to_vec()]));
+        assert_eq!(
+            decode_key(&a),
+            Some(vec![
+                b"org1".to_vec(),
+                b"users".to_vec(),
+                7u64.to_be_bytes().to_vec()
+            ])
+        );
         // "ab"+"c" and "a"+"bc" concatenate alike but are different composite keys.
         assert_ne!(composite_key![b"ab", b"c"], composite_key![b"a", b"bc"]);
         assert!(composite_key![b"a", b"zzz"] < composite_key![b"b", b"a"]);

@@ -25,11 +25,11 @@ pub mod testing;
 
 pub use backend::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionNameError,
-    CollectionStats, Direction, Durability, KeyProblem, KeyRange, NameProblem, ScanPage,
-    ScanRequest, StorageBackend, WriteBatch,
+    CollectionStats, CompactionGc, Direction, Durability, GcPass, KeyProblem, KeyRange,
+    NameProblem, ScanPage, ScanRequest, StorageBackend, WriteBatch,
 };
+pub use composite::{decode_key, encode_key, prefix_range};
 pub use mvcc::{
     CommitInfo, Engine, EngineOptions, EngineStats, GcReport, Isolation, ReadTransaction, TxnError,
     Version, WriteOptions, WriteTransaction,
 };
-pub use composite::{decode_key, encode_key, prefix_range};

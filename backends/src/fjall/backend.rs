@@ -2,21 +2,26 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
+use fjall::compaction::filter::{CompactionFilter, Context, Factory, ItemAccessor, Verdict};
 use fjall::config::CompressionPolicy;
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use zcore_engine::limits::{check_key, check_scan_limit};
 use zcore_engine::{
-    BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionStats, Direction,
-    Durability, ScanPage, ScanRequest, StorageBackend, WriteBatch,
+    BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionStats,
+    CompactionGc, Direction, Durability, GcPass, ScanPage, ScanRequest, StorageBackend, WriteBatch,
 };
 
 use super::{FjallCompression, FjallOptions};
 use crate::group_sync::{GroupSync, run_blocking};
 
 const KIND: BackendKind = BackendKind::Fjall;
+
+/// The engine's compaction GC, installed after open; compactions started before that keep
+/// everything.
+type GcSlot = Arc<RwLock<Option<Arc<dyn CompactionGc>>>>;
 
 struct Open {
     db: Database,
@@ -30,6 +35,7 @@ pub struct FjallBackend {
     /// `None` once closed.
     state: RwLock<Option<Open>>,
     group: GroupSync,
+    gc: GcSlot,
 }
 
 impl std::fmt::Debug for FjallBackend {
@@ -71,9 +77,17 @@ impl FjallBackend {
             FjallCompression::None => CompressionType::None,
             FjallCompression::Lz4 => CompressionType::Lz4,
         };
+        let gc: GcSlot = Arc::default();
+        let assigner_slot = Arc::clone(&gc);
         let mut builder = Database::builder(&path)
             .cache_size(options.cache_size_bytes)
-            .journal_compression(journal);
+            .journal_compression(journal)
+            .with_compaction_filter_factories(Arc::new(move |keyspace: &str| {
+                Some(Arc::new(GcFactory {
+                    slot: Arc::clone(&assigner_slot),
+                    collection: keyspace.to_owned(),
+                }) as Arc<dyn Factory>)
+            }));
         if let Some(n) = options.worker_threads {
             builder = builder.worker_threads(n);
         }
@@ -92,6 +106,7 @@ impl FjallBackend {
             compression: options.compression,
             state: RwLock::new(Some(Open { db, keyspaces })),
             group: GroupSync::default(),
+            gc,
         })
     }
 
@@ -126,6 +141,27 @@ impl FjallBackend {
                 options.data_block_compression_policy(CompressionPolicy::disabled())
             }
         }
+    }
+
+    /// Compacts every keyspace fully (fjall major compaction); the installed compaction GC
+    /// runs over all data. Blocks while it runs.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Closed`], engine errors.
+    pub fn major_compact(&self) -> Result<(), BackendError> {
+        let guard = self.read()?;
+        let open = guard.as_ref().ok_or_else(closed)?;
+        for (name, keyspace) in &open.keyspaces {
+            // Flush the memtable first so the compaction sees every version.
+            keyspace
+                .rotate_memtable_and_wait()
+                .map_err(|e| engine_err("flush", Some(name), e))?;
+            keyspace
+                .major_compact()
+                .map_err(|e| engine_err("compact", Some(name), e))?;
+        }
+        Ok(())
     }
 
     fn db(&self) -> Result<Database, BackendError> {
@@ -343,6 +379,14 @@ impl StorageBackend for FjallBackend {
         })
     }
 
+    fn set_compaction_gc(&self, gc: Arc<dyn CompactionGc>) -> bool {
+        *self
+            .gc
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(gc);
+        true
+    }
+
     async fn close(&self) -> Result<(), BackendError> {
         // No group sync may be in flight while the database goes away.
         let _leader = self.group.leader_lock().await;
@@ -358,5 +402,46 @@ impl StorageBackend for FjallBackend {
             result
         })
         .await
+    }
+}
+
+/// Gives each fjall compaction of one keyspace a fresh pass of the installed [`CompactionGc`].
+struct GcFactory {
+    slot: GcSlot,
+    collection: String,
+}
+
+impl Factory for GcFactory {
+    fn name(&self) -> &str {
+        "zcore-mvcc-gc"
+    }
+
+    fn make_filter(&self, _ctx: &Context) -> Box<dyn CompactionFilter> {
+        let gc = self
+            .slot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Box::new(GcFilter {
+            pass: gc.and_then(|gc| gc.start_pass(&self.collection)),
+        })
+    }
+}
+
+struct GcFilter {
+    pass: Option<Box<dyn GcPass>>,
+}
+
+impl CompactionFilter for GcFilter {
+    fn filter_item(
+        &mut self,
+        item: ItemAccessor<'_>,
+        _ctx: &Context,
+    ) -> fjall::compaction::filter::CompactionFilterResult {
+        let drop = self
+            .pass
+            .as_mut()
+            .is_some_and(|pass| pass.drop_key(item.key()));
+        Ok(if drop { Verdict::Remove } else { Verdict::Keep })
     }
 }

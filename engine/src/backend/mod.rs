@@ -8,6 +8,7 @@
 mod batch;
 mod collection;
 mod error;
+mod gc;
 mod range;
 mod stats;
 
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 pub use batch::{BatchOp, Durability, WriteBatch};
 pub use collection::{CollectionName, CollectionNameError, NameProblem};
 pub use error::{BackendError, EngineError, KeyPreview, KeyProblem};
+pub use gc::{CompactionGc, GcPass};
 pub use range::{Direction, KeyRange, ScanPage, ScanRequest, prefix_successor};
 pub use stats::{BackendKind, BackendStats, CollectionStats};
 
@@ -73,6 +75,9 @@ pub use stats::{BackendKind, BackendStats, CollectionStats};
 ///   flagged approximate) and reports disk use where the backend has a disk.
 /// - **C15 Concurrency.** All methods may be called concurrently from any number of tasks and
 ///   threads.
+/// - **C16 Compaction GC (optional).** A backend that accepts
+///   [`set_compaction_gc`](Self::set_compaction_gc) drops, during its own background
+///   compaction, exactly the keys the installed [`CompactionGc`] marks, and never any other.
 #[async_trait]
 pub trait StorageBackend: Send + Sync + 'static {
     /// Which engine this is.
@@ -118,6 +123,13 @@ pub trait StorageBackend: Send + Sync + 'static {
 
     /// Syncs and releases the engine; later calls fail with [`BackendError::Closed`] (C12).
     async fn close(&self) -> Result<(), BackendError>;
+
+    /// Installs a compaction-time garbage collector (C16); returns whether the backend uses it.
+    /// The default declines, and the engine then sweeps explicitly.
+    fn set_compaction_gc(&self, gc: std::sync::Arc<dyn CompactionGc>) -> bool {
+        let _ = gc;
+        false
+    }
 }
 
 impl std::fmt::Debug for dyn StorageBackend {

@@ -1,17 +1,18 @@
 //! [`Engine`]: the transactional store on any [`StorageBackend`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::backend::{
-    BackendError, BackendStats, CollectionName, Durability, KeyRange, ScanRequest, StorageBackend,
-    WriteBatch,
+    BackendError, BackendStats, CollectionName, CompactionGc, Durability, GcPass, KeyRange,
+    ScanRequest, StorageBackend, WriteBatch,
 };
 use crate::mvcc::error::TxnError;
-use crate::mvcc::keys::{Version, VersionedKey};
+use crate::mvcc::keys::{Version, VersionedKey, split_versioned};
 use crate::mvcc::meta::{self, GC_FLOOR, LAST_VERSION, SEQ_PREFIX};
 use crate::mvcc::oracle::Oracle;
 use crate::mvcc::read::decode_entry;
@@ -88,6 +89,10 @@ pub(crate) struct EngineInner {
     pub(crate) options: EngineOptions,
     sequences: tokio::sync::Mutex<BTreeMap<Vec<u8>, Lease>>,
     gc_lock: tokio::sync::Mutex<()>,
+    /// The durable GC floor, shared with the backend's compaction GC.
+    gc_watermark: Arc<AtomicU64>,
+    /// Whether the backend collects garbage in its own compactions (fjall).
+    compaction_gc: bool,
 }
 
 /// The transactional store. Cheap to clone; all clones share one engine.
@@ -185,14 +190,21 @@ impl Engine {
             .into_iter()
             .filter(|c| !c.is_system())
             .collect();
+        let floor = floor.min(last);
+        let gc_watermark = Arc::new(AtomicU64::new(floor));
+        let compaction_gc = backend.set_compaction_gc(Arc::new(MvccCompactionGc {
+            watermark: Arc::clone(&gc_watermark),
+        }));
         let inner = Arc::new(EngineInner {
             backend,
-            oracle: Arc::new(Oracle::new(last, floor.min(last))),
+            oracle: Arc::new(Oracle::new(last, floor)),
             meta,
             collections: RwLock::new(collections),
             options: options.clone(),
             sequences: tokio::sync::Mutex::new(BTreeMap::new()),
             gc_lock: tokio::sync::Mutex::new(()),
+            gc_watermark,
+            compaction_gc,
         });
         let gc_task = match (options.gc_interval, tokio::runtime::Handle::try_current()) {
             (Some(interval), Ok(handle)) => {
@@ -342,6 +354,24 @@ impl Engine {
         self.inner.collect_garbage().await
     }
 
+    /// Advances the GC watermark (and makes it durable) without sweeping: backends that collect
+    /// garbage in their own compactions (fjall) then drop superseded versions as they compact.
+    /// Returns the watermark.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors.
+    pub async fn advance_gc_watermark(&self) -> Result<Version, TxnError> {
+        let _one_at_a_time = self.inner.gc_lock.lock().await;
+        self.inner.advance_watermark().await
+    }
+
+    /// Whether the backend drops superseded versions in its own compactions.
+    #[must_use]
+    pub fn backend_collects_garbage(&self) -> bool {
+        self.inner.compaction_gc
+    }
+
     /// Statistics.
     ///
     /// # Errors
@@ -413,13 +443,26 @@ pub(crate) fn seq_key(name: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Backends with compaction GC still get a full sweep every this many passes: compactions
+/// never see versions still in memory, and they keep deletion markers.
+const SWEEP_EVERY: u64 = 10;
+
 async fn gc_loop(engine: Weak<EngineInner>, interval: Duration) {
+    let mut passes = 0u64;
     loop {
         tokio::time::sleep(interval).await;
         let Some(inner) = engine.upgrade() else {
             return;
         };
-        if let Err(e) = inner.collect_garbage().await {
+        passes += 1;
+        let pass = if inner.compaction_gc && !passes.is_multiple_of(SWEEP_EVERY) {
+            // The backend's compactions do the removing; only the watermark moves.
+            let _one_at_a_time = inner.gc_lock.lock().await;
+            inner.advance_watermark().await.map(|_| ())
+        } else {
+            inner.collect_garbage().await.map(|_| ())
+        };
+        if let Err(e) = pass {
             if matches!(e, TxnError::Backend(BackendError::Closed { .. })) {
                 return;
             }
@@ -453,8 +496,9 @@ impl EngineInner {
         }
     }
 
-    async fn collect_garbage(&self) -> Result<GcReport, TxnError> {
-        let _one_at_a_time = self.gc_lock.lock().await;
+    /// Raises the GC floor, makes it durable, then publishes it to the compaction GC. Caller
+    /// holds `gc_lock`.
+    async fn advance_watermark(&self) -> Result<Version, TxnError> {
         let watermark = self.oracle.advance_gc_floor(self.options.retain_versions);
         // Persist the floor before deleting anything, so that after a restart no time-travel
         // read starts below versions that may be gone.
@@ -465,6 +509,13 @@ impl EngineInner {
             meta::encode_u64(GC_FLOOR, watermark),
         );
         self.backend.write(batch, Durability::Synced).await?;
+        self.gc_watermark.fetch_max(watermark, Ordering::AcqRel);
+        Ok(watermark)
+    }
+
+    async fn collect_garbage(&self) -> Result<GcReport, TxnError> {
+        let _one_at_a_time = self.gc_lock.lock().await;
+        let watermark = self.advance_watermark().await?;
         let mut report = GcReport {
             watermark,
             ..GcReport::default()
@@ -529,5 +580,85 @@ impl EngineInner {
             self.backend.write(deletes, Durability::Buffered).await?;
         }
         Ok(())
+    }
+}
+
+/// The engine's [`CompactionGc`]: per key, drops every version at or below the durable GC
+/// floor that is older than a version at or below the floor seen earlier in the same
+/// compaction. Deletion markers are kept (dropping one could uncover an older version that
+/// this compaction does not see); explicit sweeps remove them.
+#[derive(Debug)]
+struct MvccCompactionGc {
+    watermark: Arc<AtomicU64>,
+}
+
+impl CompactionGc for MvccCompactionGc {
+    fn start_pass(&self, collection: &str) -> Option<Box<dyn GcPass>> {
+        if collection.starts_with(crate::limits::SYSTEM_COLLECTION_PREFIX) {
+            return None;
+        }
+        Some(Box::new(MvccGcPass {
+            watermark: self.watermark.load(Ordering::Acquire),
+            current: Vec::new(),
+            kept_at_or_below: false,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MvccGcPass {
+    watermark: Version,
+    current: Vec<u8>,
+    kept_at_or_below: bool,
+}
+
+impl GcPass for MvccGcPass {
+    fn drop_key(&mut self, key: &[u8]) -> bool {
+        let Some((encoded, version)) = split_versioned(key) else {
+            return false;
+        };
+        if self.current != encoded {
+            self.current.clear();
+            self.current.extend_from_slice(encoded);
+            self.kept_at_or_below = false;
+        }
+        if version > self.watermark {
+            return false;
+        }
+        if self.kept_at_or_below {
+            true
+        } else {
+            self.kept_at_or_below = true;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::keys::EncodedKey;
+
+    #[test]
+    fn compaction_pass_keeps_the_newest_version_at_or_below_the_watermark() {
+        let gc = MvccCompactionGc {
+            watermark: Arc::new(AtomicU64::new(10)),
+        };
+        assert!(
+            gc.start_pass("__meta").is_none(),
+            "system collections are not versioned"
+        );
+        let Some(mut pass) = gc.start_pass("users") else {
+            panic!("user collections get a pass");
+        };
+        let a = EncodedKey::encode(b"a");
+        let b = EncodedKey::encode(b"b");
+        // Ascending stored order: newest version of a key first.
+        let decisions: Vec<bool> = [a.at(12), a.at(10), a.at(7), a.at(3), b.at(9), b.at(2)]
+            .iter()
+            .map(|k| pass.drop_key(k.as_bytes()))
+            .collect();
+        assert_eq!(decisions, [false, false, true, true, false, true]);
+        assert!(!pass.drop_key(b"short"), "unparseable keys are kept");
     }
 }

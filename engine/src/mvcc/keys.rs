@@ -216,6 +216,19 @@ impl VersionedKey {
     }
 }
 
+/// Splits a stored key into (encoded user key, version) without allocating; `None` if it is
+/// too short to be a versioned key. Does not validate the escaping.
+#[must_use]
+pub fn split_versioned(stored: &[u8]) -> Option<(&[u8], Version)> {
+    if stored.len() < OVERHEAD {
+        return None;
+    }
+    let (encoded, version) = stored.split_at(stored.len() - VERSION_LEN);
+    let mut be = [0u8; VERSION_LEN];
+    be.copy_from_slice(version);
+    Some((encoded, u64::MAX - u64::from_be_bytes(be)))
+}
+
 /// Translates a range of user keys into the range of backend keys holding all their versions.
 #[must_use]
 pub fn backend_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {

@@ -30,6 +30,8 @@ macro_rules! mvcc_suite {
             gc_never_removes_a_visible_version,
             bank_transfers_keep_the_total,
             bad_input_is_refused_with_typed_errors,
+            update_heavy_workload_keeps_versions_bounded,
+            background_gc_removes_superseded_versions,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
@@ -906,6 +908,81 @@ pub async fn bad_input_is_refused_with_typed_errors(h: Arc<dyn Harness>) -> Case
                 e.begin_read().get(&ghost, b"k").await,
                 Err(TxnError::CollectionNotFound { .. })
             ));
+            e.close().await
+        }
+        .await,
+    )
+}
+
+/// Under an update-heavy workload with regular GC the number of stored versions stays bounded
+/// by what the GC interval lets accumulate, not by the number of updates.
+pub async fn update_heavy_workload_keeps_versions_bounded(h: Arc<dyn Harness>) -> CaseResult {
+    wrap(
+        async {
+            let (e, cols) = setup(&h, &["hot"]).await?;
+            let c = &cols[0];
+            const KEYS: u32 = 50;
+            const GC_EVERY: u32 = 10;
+            let mut peak = 0;
+            for round in 0u32..100 {
+                let mut tx = e.begin_write_with(WriteOptions {
+                    durability: Durability::Buffered,
+                    ..WriteOptions::default()
+                });
+                for k in 0..KEYS {
+                    tx.put(c, k.to_be_bytes(), round.to_be_bytes())?;
+                }
+                tx.commit().await?;
+                if round % GC_EVERY == GC_EVERY - 1 {
+                    e.collect_garbage().await?;
+                    let counts = e.version_counts(c).await?;
+                    assert_eq!(
+                        counts.versions,
+                        u64::from(KEYS),
+                        "one version per key right after GC"
+                    );
+                }
+                peak = peak.max(e.version_counts(c).await?.versions);
+            }
+            assert!(
+                peak <= u64::from(KEYS * GC_EVERY),
+                "peak {peak} versions for 5000 updates"
+            );
+            e.close().await
+        }
+        .await,
+    )
+}
+
+/// The background collector runs on its own (polled with a deadline, not a fixed sleep).
+pub async fn background_gc_removes_superseded_versions(h: Arc<dyn Harness>) -> CaseResult {
+    wrap(
+        async {
+            let opts = EngineOptions {
+                gc_interval: Some(std::time::Duration::from_millis(5)),
+                ..EngineOptions::default()
+            };
+            let e = engine(&h, opts).await?;
+            let c = col("background");
+            e.create_collection(&c).await?;
+            for round in 0u32..20 {
+                put_one(&e, &c, b"k", &round.to_be_bytes()).await?;
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                if e.version_counts(&c).await?.versions == 1 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "background GC never collected"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                e.begin_read().get(&c, b"k").await?,
+                Some(19u32.to_be_bytes().to_vec())
+            );
             e.close().await
         }
         .await,
