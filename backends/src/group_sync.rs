@@ -18,6 +18,10 @@ pub(crate) struct GroupSync {
     synced: AtomicU64,
     /// Held while one engine sync is in flight.
     leader: tokio::sync::Mutex<()>,
+    /// Callers that asked for durability.
+    requests: AtomicU64,
+    /// Engine syncs actually run (≤ requests: the difference is what group commit saved).
+    syncs: AtomicU64,
 }
 
 impl GroupSync {
@@ -41,6 +45,7 @@ impl GroupSync {
     where
         F: FnOnce() -> Result<(), BackendError> + Send + 'static,
     {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if self.synced.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
@@ -51,6 +56,7 @@ impl GroupSync {
         // Every write with a ticket <= target finished applying before this load, so the
         // sync below covers it.
         let target = self.written.load(Ordering::Acquire);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         run_blocking(backend, sync).await?;
         self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
@@ -76,5 +82,21 @@ impl GroupSync {
     /// Waits for any in-flight sync and keeps new ones from starting while the guard lives.
     pub(crate) async fn leader_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.leader.lock().await
+    }
+}
+
+impl GroupSync {
+    /// (durability requests, engine syncs run) so far, for stats.
+    pub(crate) fn counters(&self) -> [(String, u64); 2] {
+        [
+            (
+                "sync_requests".to_owned(),
+                self.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "engine_syncs".to_owned(),
+                self.syncs.load(Ordering::Relaxed),
+            ),
+        ]
     }
 }

@@ -28,11 +28,21 @@ Keys and values are UTF-8 text unless --hex is given; --hex applies to every
 key, value, prefix and bound, on input and on output. The memory backend
 starts empty on every run and discards its data when zstore exits.
 
+Transactions and versions:
+  Every put and delete is one transaction, synced to disk before zstore
+  exits; it prints the version it committed (on stderr, or as \"version\" with
+  --json). `get` and `scan` read the latest version, or with --at-version V
+  the store as it was at version V, as long as V is still retained: `zstore
+  gc` removes versions no reader needs and raises the oldest readable
+  version. `zstore stats` shows the latest and oldest readable versions.
+
 Exit codes:
   0  success
-  1  runtime error (the store cannot be opened, I/O or engine failure)
+  1  runtime error (the store cannot be opened, I/O or engine failure,
+     corrupted data, a transaction conflict)
   2  usage or configuration error (bad flags, bad config, invalid collection
-     name, empty or oversized key, invalid hex)
+     name, empty or oversized key or value, invalid hex, an --at-version that
+     is not committed yet or no longer retained)
   3  not found (get of a missing key; a collection that does not exist)";
 
 /// zstore: inspect and edit a zcore-storage store from the command line.
@@ -111,18 +121,24 @@ pub enum Command {
     Config(ConfigCommand),
 
     /// List collections; `create` and `drop` them
+    #[command(args_conflicts_with_subcommands = true)]
     Collections {
-        /// Without a subcommand: list every collection
+        /// Also list zcore-storage's own system collections (`__meta`, …); as `collections
+        /// list --all`
+        #[arg(long)]
+        all: bool,
+
+        /// Without a subcommand: list the user collections
         #[command(subcommand)]
         action: Option<CollectionsCommand>,
     },
 
-    /// Set KEY to VALUE in COLLECTION (creates COLLECTION if it does not exist). The write is
-    /// synced to disk before zstore exits
+    /// Set KEY to VALUE in COLLECTION (creates COLLECTION if it does not exist), in one
+    /// transaction synced to disk before zstore exits; prints the commit version on stderr
     Put {
         /// Collection name (ASCII letters, digits, '_', '-', '.'; not starting with "__")
         collection: OsString,
-        /// Key (1..=65535 bytes)
+        /// Key (1..=32762 bytes)
         key: OsString,
         /// Value (or use --value-file)
         #[arg(required_unless_present = "value_file", conflicts_with = "value_file")]
@@ -139,10 +155,14 @@ pub enum Command {
         collection: OsString,
         /// Key
         key: OsString,
+        /// Read the value KEY had at committed version VERSION (time travel)
+        #[arg(long, value_name = "VERSION")]
+        at_version: Option<u64>,
     },
 
-    /// Remove KEY from COLLECTION (removing an absent key succeeds; a missing collection is
-    /// exit code 3)
+    /// Remove KEY from COLLECTION, in one transaction synced to disk before zstore exits;
+    /// prints the commit version on stderr (removing an absent key succeeds and commits
+    /// nothing; a missing collection is exit code 3)
     Delete {
         /// Collection name
         collection: OsString,
@@ -154,8 +174,19 @@ pub enum Command {
     /// (a JSON array with --json)
     Scan(ScanArgs),
 
-    /// Print statistics: backend, disk use, key counts per collection
+    /// Print statistics: backend, disk use, versions (latest, oldest readable, oldest
+    /// active), and per user collection the live keys, stored versions and deletion markers
+    /// (counted by a full scan of each collection)
     Stats,
+
+    /// Run garbage collection: remove the versions no reader can see any more (superseded
+    /// values and deletion markers) and print what was removed. Versions older than the new
+    /// oldest readable version can no longer be read with --at-version
+    Gc {
+        /// Keep the last N committed versions readable with --at-version
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        retain_versions: u64,
+    },
 }
 
 /// `zstore config …`
@@ -169,8 +200,12 @@ pub enum ConfigCommand {
 /// `zstore collections …`
 #[derive(Debug, Subcommand)]
 pub enum CollectionsCommand {
-    /// List every collection in name order (the default)
-    List,
+    /// List the user collections in name order (the default)
+    List {
+        /// Also list zcore-storage's own system collections (`__meta`, …)
+        #[arg(long)]
+        all: bool,
+    },
     /// Create a collection (succeeds if it already exists)
     Create {
         /// Collection name
@@ -212,6 +247,10 @@ pub struct ScanArgs {
     /// Descending key order
     #[arg(long)]
     pub reverse: bool,
+
+    /// Scan the store as it was at committed version VERSION (time travel)
+    #[arg(long, value_name = "VERSION")]
+    pub at_version: Option<u64>,
 }
 
 #[cfg(test)]
@@ -223,5 +262,15 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn documented_key_limit_is_the_engines() {
+        assert_eq!(zcore_engine::mvcc::MAX_USER_KEY_LEN, 32_762);
+        let help = Cli::command()
+            .find_subcommand_mut("put")
+            .map(|c| c.render_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("1..=32762 bytes"), "{help}");
     }
 }

@@ -1,5 +1,8 @@
-//! The store operations of `zstore`: validated before the store is opened, then run against
-//! an `Arc<dyn StorageBackend>` and printed.
+//! The store operations of `zstore`: validated before the store is opened, then run as
+//! transactions of the MVCC [`Engine`] and printed.
+//!
+//! User collections hold the engine's format (versioned keys, checksummed values), so every
+//! data command goes through the engine; nothing here writes to the backend directly.
 
 use std::io::{Read, Write};
 use std::ops::Bound;
@@ -8,14 +11,22 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 use zcore_backends::LoadedConfig;
-use zcore_engine::limits::{check_key, check_value};
+use zcore_engine::backend::KeyPreview;
+use zcore_engine::mvcc::{MAX_USER_KEY_LEN, MAX_USER_VALUE_LEN, UserKeyProblem};
 use zcore_engine::{
-    CollectionName, Direction, Durability, KeyRange, ScanRequest, StorageBackend, WriteBatch,
+    BackendKind, CollectionName, Direction, Durability, Engine, EngineOptions, Isolation, KeyRange,
+    ReadTransaction, ScanRequest, TxnError, Version, WriteOptions,
 };
 
 use crate::args::{CollectionsCommand, Command, ConfigCommand, ScanArgs};
 use crate::bytes::{ByteFormat, EncodedBytes, collection_name};
 use crate::error::CliError;
+
+/// Options of every write transaction: serializable, synced before the commit returns.
+const WRITE_OPTIONS: WriteOptions = WriteOptions {
+    isolation: Isolation::Serializable,
+    durability: Durability::Synced,
+};
 
 /// Entries asked for per scan call; `scan` pages through the range with
 /// [`ScanRequest::next_page`] until its limit or the end.
@@ -45,6 +56,15 @@ impl<W: Write> Printer<W> {
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         Ok(())
+    }
+
+    /// A note for the user on stderr (`zstore: {message}`), in text mode only: with `--json`
+    /// everything worth knowing is in the JSON on stdout.
+    fn note(&self, message: &str) {
+        if !self.json {
+            // A closed stderr is no reason to fail a command that succeeded.
+            let _ = writeln!(std::io::stderr(), "zstore: {message}");
+        }
     }
 
     /// Flushes buffered output.
@@ -89,7 +109,10 @@ impl<W: Write> Printer<W> {
 #[derive(Debug)]
 pub enum Action {
     /// `collections` / `collections list`.
-    ListCollections,
+    ListCollections {
+        /// Include system collections (`--all`).
+        all: bool,
+    },
     /// `collections create NAME`.
     CreateCollection(CollectionName),
     /// `collections drop NAME`.
@@ -109,6 +132,8 @@ pub enum Action {
         collection: CollectionName,
         /// Key.
         key: Vec<u8>,
+        /// Version to read, `None` for the latest.
+        at_version: Option<Version>,
     },
     /// `delete`.
     Delete {
@@ -127,9 +152,16 @@ pub enum Action {
         direction: Direction,
         /// Most entries to print, `None` for all.
         limit: Option<u64>,
+        /// Version to read, `None` for the latest.
+        at_version: Option<Version>,
     },
     /// `stats`.
     Stats,
+    /// `gc`.
+    Gc {
+        /// Committed versions to keep readable.
+        retain_versions: u64,
+    },
 }
 
 impl Action {
@@ -142,8 +174,11 @@ impl Action {
     pub fn from_command(command: &Command, format: ByteFormat) -> Result<Option<Self>, CliError> {
         let action = match command {
             Command::Config(ConfigCommand::Check) => return Ok(None),
-            Command::Collections { action } => match action {
-                None | Some(CollectionsCommand::List) => Self::ListCollections,
+            Command::Collections { all, action } => match action {
+                None => Self::ListCollections { all: *all },
+                Some(CollectionsCommand::List { all: list_all }) => Self::ListCollections {
+                    all: *all || *list_all,
+                },
                 Some(CollectionsCommand::Create { name }) => {
                     Self::CreateCollection(collection_name(name)?)
                 }
@@ -164,28 +199,39 @@ impl Action {
                     (None, Some(file)) => read_value_file(file)?,
                     (None, None) => return Err(CliError::usage("put needs VALUE or --value-file")),
                 };
-                check_key(&collection, &key)?;
-                check_value(&collection, &key, &value)?;
+                check_user_key(&collection, &key)?;
+                check_user_value(&collection, &key, &value)?;
                 Self::Put {
                     collection,
                     key,
                     value,
                 }
             }
-            Command::Get { collection, key } => {
+            Command::Get {
+                collection,
+                key,
+                at_version,
+            } => {
                 let collection = collection_name(collection)?;
                 let key = format.decode("KEY", key)?;
-                check_key(&collection, &key)?;
-                Self::Get { collection, key }
+                check_user_key(&collection, &key)?;
+                Self::Get {
+                    collection,
+                    key,
+                    at_version: *at_version,
+                }
             }
             Command::Delete { collection, key } => {
                 let collection = collection_name(collection)?;
                 let key = format.decode("KEY", key)?;
-                check_key(&collection, &key)?;
+                check_user_key(&collection, &key)?;
                 Self::Delete { collection, key }
             }
             Command::Scan(args) => Self::scan(args, format)?,
             Command::Stats => Self::Stats,
+            Command::Gc { retain_versions } => Self::Gc {
+                retain_versions: *retain_versions,
+            },
         };
         Ok(Some(action))
     }
@@ -215,6 +261,7 @@ impl Action {
                 Direction::Forward
             },
             limit: args.limit,
+            at_version: args.at_version,
         })
     }
 
@@ -226,23 +273,42 @@ impl Action {
                 | Self::DropCollection(_)
                 | Self::Put { .. }
                 | Self::Delete { .. }
+                | Self::Gc { .. }
         )
     }
 
-    /// Runs the action and prints its result. Every write is [`Durability::Synced`].
+    /// The engine options this action opens the store with: background garbage collection
+    /// off (`zstore gc` runs it explicitly), so every version stays readable until then.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            gc_interval: None,
+            retain_versions: match self {
+                Self::Gc { retain_versions } => *retain_versions,
+                _ => 0,
+            },
+            ..EngineOptions::default()
+        }
+    }
+
+    /// Runs the action against `engine` and prints its result. Every `put` and `delete` is
+    /// one serializable write transaction committed with [`Durability::Synced`].
     ///
     /// # Errors
     ///
-    /// The backend's error, a not-found error, or an output error.
+    /// The engine's error, a not-found error, or an output error.
     pub async fn run<W: Write>(
-        &self,
-        backend: &dyn StorageBackend,
+        self,
+        engine: &Engine,
         printer: &mut Printer<W>,
     ) -> Result<(), CliError> {
         let format = printer.format;
         match self {
-            Self::ListCollections => {
-                let names = backend.list_collections().await?;
+            Self::ListCollections { all } => {
+                let names = if all {
+                    engine.backend().list_collections().await?
+                } else {
+                    engine.collections()
+                };
                 if printer.json {
                     printer.json_line(&json!({ "collections": names }))?;
                 } else {
@@ -252,7 +318,7 @@ impl Action {
                 }
             }
             Self::CreateCollection(name) => {
-                let created = backend.create_collection(name).await?;
+                let created = engine.create_collection(&name).await?;
                 if printer.json {
                     printer.json_line(&json!({ "collection": name, "created": created }))?;
                 } else if created {
@@ -262,7 +328,7 @@ impl Action {
                 }
             }
             Self::DropCollection(name) => {
-                if !backend.drop_collection(name).await? {
+                if !engine.drop_collection(&name).await? {
                     return Err(CliError::not_found(format!(
                         "collection `{name}` does not exist"
                     )));
@@ -278,30 +344,40 @@ impl Action {
                 key,
                 value,
             } => {
-                let created = backend.create_collection(collection).await?;
-                let mut batch = WriteBatch::with_capacity(1);
-                batch.put(collection, key.clone(), value.clone());
-                backend.write(batch, Durability::Synced).await?;
+                let created = engine.create_collection(&collection).await?;
+                let mut txn = engine.begin_write_with(WRITE_OPTIONS);
+                txn.put(&collection, key.as_slice(), value)?;
+                let commit = txn.commit().await?;
                 if printer.json {
                     printer.json_line(&json!({
                         "collection": collection,
-                        "key": format.json(key),
+                        "key": format.json(&key),
                         "collection_created": created,
+                        "version": commit.version,
                     }))?;
+                } else {
+                    printer.note(&format!("committed version {}", commit.version));
                 }
             }
-            Self::Get { collection, key } => {
-                let Some(value) = backend.get(collection, key).await? else {
+            Self::Get {
+                collection,
+                key,
+                at_version,
+            } => {
+                let txn = begin_read(engine, at_version)?;
+                let Some(value) = txn.get(&collection, &key).await? else {
                     return Err(CliError::not_found(format!(
-                        "key {} in collection `{collection}`",
-                        format.describe(key)
+                        "key {} in collection `{collection}`{}",
+                        format.describe(&key),
+                        at_version.map_or_else(String::new, |v| format!(" at version {v}"))
                     )));
                 };
                 if printer.json {
                     printer.json_line(&json!({
                         "collection": collection,
-                        "key": format.json(key),
+                        "key": format.json(&key),
                         "value": format.json(&value),
+                        "version": txn.version(),
                     }))?;
                 } else {
                     printer.out.write_all(&format.render(&value))?;
@@ -309,16 +385,31 @@ impl Action {
                 }
             }
             Self::Delete { collection, key } => {
-                let existed = backend.get(collection, key).await?.is_some();
-                let mut batch = WriteBatch::with_capacity(1);
-                batch.delete(collection, key.clone());
-                backend.write(batch, Durability::Synced).await?;
+                let mut txn = engine.begin_write_with(WRITE_OPTIONS);
+                // A tracked read: under serializable isolation the commit fails if the key
+                // changed since, so `existed` is exact.
+                let existed = txn.get(&collection, &key).await?.is_some();
+                if existed {
+                    txn.delete(&collection, key.as_slice())?;
+                }
+                // Deleting an absent key writes nothing (no deletion marker), and the commit
+                // reports the version it read.
+                let commit = txn.commit().await?;
                 if printer.json {
                     printer.json_line(&json!({
                         "collection": collection,
-                        "key": format.json(key),
+                        "key": format.json(&key),
                         "existed": existed,
+                        "version": commit.version,
                     }))?;
+                } else if commit.wrote {
+                    printer.note(&format!("committed version {}", commit.version));
+                } else {
+                    printer.note(&format!(
+                        "key {} is absent at version {}; nothing to delete",
+                        format.describe(&key),
+                        commit.version
+                    ));
                 }
             }
             Self::Scan {
@@ -326,35 +417,182 @@ impl Action {
                 range,
                 direction,
                 limit,
-            } => scan(backend, printer, collection, range, *direction, *limit).await?,
-            Self::Stats => {
-                let stats = backend.stats().await?;
+                at_version,
+            } => {
+                let txn = begin_read(engine, at_version)?;
+                scan(&txn, printer, &collection, &range, direction, limit).await?;
+            }
+            Self::Stats => stats(engine, printer).await?,
+            Self::Gc { .. } => {
+                let report = engine.collect_garbage().await?;
                 if printer.json {
-                    printer.json_line(&stats)?;
+                    printer.json_line(&report)?;
                 } else {
-                    printer.text_line(&format!("backend: {}", stats.backend))?;
-                    let disk = stats
-                        .disk_bytes
-                        .map_or_else(|| "none (in memory)".to_owned(), |b| b.to_string());
-                    printer.text_line(&format!("disk_bytes: {disk}"))?;
-                    for c in &stats.collections {
-                        let exact = if c.keys_exact { "exact" } else { "approximate" };
-                        let disk = c
-                            .disk_bytes
-                            .map_or_else(|| "-".to_owned(), |b| b.to_string());
-                        printer.text_line(&format!(
-                            "collection {}: keys={} ({exact}) disk_bytes={disk}",
-                            c.name, c.keys
-                        ))?;
-                    }
-                    for (name, value) in &stats.details {
-                        printer.text_line(&format!("detail {name}: {value}"))?;
-                    }
+                    printer.text_line(&format!("watermark: {}", report.watermark))?;
+                    printer.text_line(&format!("versions_scanned: {}", report.versions_scanned))?;
+                    printer.text_line(&format!("versions_removed: {}", report.versions_removed))?;
+                    printer.text_line(&format!(
+                        "tombstones_removed: {}",
+                        report.tombstones_removed
+                    ))?;
                 }
             }
         }
         printer.flush()
     }
+}
+
+/// A read transaction at `at_version`, or at the latest version.
+fn begin_read(engine: &Engine, at_version: Option<Version>) -> Result<ReadTransaction, CliError> {
+    match at_version {
+        Some(version) => Ok(engine.begin_read_at(version)?),
+        None => Ok(engine.begin_read()),
+    }
+}
+
+/// Refuses a key the transaction layer would refuse, before the store is opened.
+fn check_user_key(collection: &CollectionName, key: &[u8]) -> Result<(), CliError> {
+    let problem = if key.is_empty() {
+        UserKeyProblem::Empty
+    } else if key.len() > MAX_USER_KEY_LEN {
+        UserKeyProblem::TooLong {
+            len: key.len(),
+            max: MAX_USER_KEY_LEN,
+        }
+    } else {
+        return Ok(());
+    };
+    Err(TxnError::InvalidKey {
+        collection: collection.clone(),
+        problem,
+    }
+    .into())
+}
+
+/// Refuses a value the transaction layer would refuse, before the store is opened.
+fn check_user_value(collection: &CollectionName, key: &[u8], value: &[u8]) -> Result<(), CliError> {
+    let len = u64::try_from(value.len()).unwrap_or(u64::MAX);
+    if len > MAX_USER_VALUE_LEN {
+        return Err(TxnError::ValueTooLarge {
+            collection: collection.clone(),
+            key: KeyPreview::of(key),
+            len,
+            max: MAX_USER_VALUE_LEN,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// One collection in `stats` output: the engine's version counts and the backend's figures.
+#[derive(Debug, Serialize)]
+struct CollectionReport {
+    name: CollectionName,
+    /// Keys whose newest version is a value.
+    live_keys: u64,
+    /// Stored versions, deletion markers included.
+    versions: u64,
+    /// Stored deletion markers.
+    tombstones: u64,
+    /// The backend's entry count (every stored version is one entry).
+    backend_entries: u64,
+    /// Whether `backend_entries` is exact.
+    backend_entries_exact: bool,
+    /// Bytes on disk, where the backend reports it per collection.
+    disk_bytes: Option<u64>,
+}
+
+/// The whole `stats` output.
+#[derive(Debug, Serialize)]
+struct StatsReport {
+    backend: BackendKind,
+    disk_bytes: Option<u64>,
+    latest_version: Version,
+    oldest_readable_version: Version,
+    oldest_active_version: Option<Version>,
+    active_transactions: usize,
+    tracked_commits: usize,
+    collections: Vec<CollectionReport>,
+    details: Vec<(String, u64)>,
+}
+
+async fn stats<W: Write>(engine: &Engine, printer: &mut Printer<W>) -> Result<(), CliError> {
+    let stats = engine.stats().await?;
+    let backend = stats.backend;
+    let mut collections = Vec::new();
+    for c in backend
+        .collections
+        .into_iter()
+        .filter(|c| !c.name.is_system())
+    {
+        let counts = engine.version_counts(&c.name).await?;
+        collections.push(CollectionReport {
+            name: c.name,
+            live_keys: counts.live_keys,
+            versions: counts.versions,
+            tombstones: counts.tombstones,
+            backend_entries: c.keys,
+            backend_entries_exact: c.keys_exact,
+            disk_bytes: c.disk_bytes,
+        });
+    }
+    let report = StatsReport {
+        backend: backend.backend,
+        disk_bytes: backend.disk_bytes,
+        latest_version: stats.latest_version,
+        oldest_readable_version: stats.oldest_readable_version,
+        oldest_active_version: stats.oldest_active_version,
+        active_transactions: stats.active_transactions,
+        tracked_commits: stats.tracked_commits,
+        collections,
+        details: backend.details,
+    };
+    if printer.json {
+        return printer.json_line(&report);
+    }
+    let or_dash = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    printer.text_line(&format!("backend: {}", report.backend))?;
+    let disk = report
+        .disk_bytes
+        .map_or_else(|| "none (in memory)".to_owned(), |b| b.to_string());
+    printer.text_line(&format!("disk_bytes: {disk}"))?;
+    printer.text_line(&format!("latest_version: {}", report.latest_version))?;
+    printer.text_line(&format!(
+        "oldest_readable_version: {}",
+        report.oldest_readable_version
+    ))?;
+    printer.text_line(&format!(
+        "oldest_active_version: {}",
+        report
+            .oldest_active_version
+            .map_or_else(|| "none".to_owned(), |v| v.to_string())
+    ))?;
+    printer.text_line(&format!(
+        "active_transactions: {}",
+        report.active_transactions
+    ))?;
+    printer.text_line(&format!("tracked_commits: {}", report.tracked_commits))?;
+    for c in &report.collections {
+        let exact = if c.backend_entries_exact {
+            "exact"
+        } else {
+            "approximate"
+        };
+        printer.text_line(&format!(
+            "collection {}: live_keys={} versions={} tombstones={} backend_entries={} ({exact}) \
+             disk_bytes={}",
+            c.name,
+            c.live_keys,
+            c.versions,
+            c.tombstones,
+            c.backend_entries,
+            or_dash(c.disk_bytes)
+        ))?;
+    }
+    for (name, value) in &report.details {
+        printer.text_line(&format!("detail {name}: {value}"))?;
+    }
+    Ok(())
 }
 
 /// Reads a value verbatim from `path`, or from stdin for `-`.
@@ -379,7 +617,7 @@ struct JsonEntry<'a> {
 }
 
 async fn scan<W: Write>(
-    backend: &dyn StorageBackend,
+    txn: &ReadTransaction,
     printer: &mut Printer<W>,
     collection: &CollectionName,
     range: &KeyRange,
@@ -401,7 +639,7 @@ async fn scan<W: Write>(
     let mut printed = 0u64;
     let mut started = false;
     loop {
-        let page = backend.scan(collection, &request).await?;
+        let page = txn.scan(collection, &request).await?;
         // The JSON array opens only once the first page was read, so a scan that fails at
         // once (unknown collection) prints nothing on stdout.
         if printer.json && !started {

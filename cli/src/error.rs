@@ -4,7 +4,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use zcore_backends::ConfigError;
-use zcore_engine::{BackendError, CollectionNameError};
+use zcore_engine::{BackendError, CollectionNameError, TxnError};
 
 /// What kind of failure ended the command; decides the exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +12,8 @@ pub enum FailureKind {
     /// The store could not be opened, or an I/O or engine operation failed. Exit code 1.
     Runtime,
     /// Bad flags, bad configuration, or input the store refuses (invalid collection name,
-    /// empty or oversized key, invalid hex). Exit code 2, as for clap's usage errors.
+    /// empty or oversized key or value, invalid hex, an `--at-version` outside the readable
+    /// versions). Exit code 2, as for clap's usage errors.
     Usage,
     /// A missing key (`get`) or collection. Exit code 3.
     NotFound,
@@ -90,6 +91,33 @@ impl From<BackendError> for CliError {
     }
 }
 
+impl From<TxnError> for CliError {
+    fn from(e: TxnError) -> Self {
+        match e {
+            TxnError::Backend(e) => e.into(),
+            TxnError::CollectionNotFound { .. } => Self::not_found(e.to_string()),
+            TxnError::InvalidKey { .. } | TxnError::ValueTooLarge { .. } => {
+                Self::usage(e.to_string())
+            }
+            TxnError::VersionNotCommitted { requested, latest } => Self::usage(format!(
+                "--at-version {requested}: version {requested} has not been committed yet \
+                 (the latest version is {latest})"
+            )),
+            TxnError::VersionNotRetained {
+                requested,
+                oldest_retained,
+            } => Self::usage(format!(
+                "--at-version {requested}: version {requested} is no longer retained; \
+                 garbage collection removed what it needs (the oldest readable version is \
+                 {oldest_retained})"
+            )),
+            // Conflict, Corrupted, DurabilityUnknown and anything newer: the engine's own
+            // message says what happened.
+            other => Self::runtime(other.to_string()),
+        }
+    }
+}
+
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
         // toml's messages end with a newline; the caller adds its own.
@@ -122,5 +150,103 @@ impl From<serde_json::Error> for CliError {
             Some(kind) => std::io::Error::from(kind).into(),
             None => Self::runtime(format!("cannot encode JSON output: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zcore_engine::mvcc::UserKeyProblem;
+    use zcore_engine::{CollectionName, KeyProblem};
+
+    use super::*;
+
+    fn collection() -> CollectionName {
+        CollectionName::new("c").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn kind(e: TxnError) -> FailureKind {
+        CliError::from(e).kind
+    }
+
+    #[test]
+    fn txn_errors_map_to_the_documented_exit_codes() {
+        let c = collection();
+        let preview = zcore_engine::backend::KeyPreview::of(b"k");
+        assert_eq!(
+            kind(TxnError::CollectionNotFound {
+                collection: c.clone()
+            }),
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            kind(TxnError::InvalidKey {
+                collection: c.clone(),
+                problem: UserKeyProblem::Empty,
+            }),
+            FailureKind::Usage
+        );
+        assert_eq!(
+            kind(TxnError::ValueTooLarge {
+                collection: c.clone(),
+                key: preview.clone(),
+                len: 10,
+                max: 1,
+            }),
+            FailureKind::Usage
+        );
+        assert_eq!(
+            kind(TxnError::VersionNotCommitted {
+                requested: 9,
+                latest: 3
+            }),
+            FailureKind::Usage
+        );
+        assert_eq!(
+            kind(TxnError::VersionNotRetained {
+                requested: 1,
+                oldest_retained: 3
+            }),
+            FailureKind::Usage
+        );
+        let conflict = CliError::from(TxnError::Conflict {
+            collection: c.clone(),
+            key: preview.clone(),
+            read_version: 1,
+            conflicting_version: 2,
+        });
+        assert_eq!(conflict.kind, FailureKind::Runtime);
+        assert!(
+            conflict.message.contains("transaction conflict"),
+            "{conflict}"
+        );
+        let corrupted = CliError::from(TxnError::Corrupted {
+            collection: c.clone(),
+            key: preview,
+            version: 4,
+            reason: "checksum mismatch".to_owned(),
+        });
+        assert_eq!(corrupted.kind, FailureKind::Runtime);
+        assert!(
+            corrupted.message.contains("checksum mismatch"),
+            "{corrupted}"
+        );
+        // Backend errors keep their own mapping.
+        assert_eq!(
+            kind(TxnError::Backend(BackendError::CollectionNotFound {
+                collection: c.clone()
+            })),
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            kind(TxnError::Backend(BackendError::InvalidKey {
+                collection: c,
+                problem: KeyProblem::Empty,
+            })),
+            FailureKind::Usage
+        );
+        assert_eq!(
+            kind(TxnError::Task("boom".to_owned())),
+            FailureKind::Runtime
+        );
     }
 }

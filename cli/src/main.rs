@@ -1,9 +1,10 @@
 //! `zstore`: the command-line tool of zcore-storage.
 //!
 //! Opens the store the configuration names (see `zstore --help` and
-//! [`zcore_backends::config`]), runs one command, closes the store and exits with a code that
+//! [`zcore_backends::config`]) and the MVCC [`zcore_engine::Engine`] on it, runs one command
+//! through the engine, closes the engine (and with it the store) and exits with a code that
 //! says what happened (0 success, 1 runtime error, 2 usage or configuration error, 3 not found).
-//! Every write is synced before zstore exits.
+//! Every write is one transaction, synced before zstore exits.
 
 mod args;
 mod bytes;
@@ -17,6 +18,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use zcore_backends::{BackendName, ConfigLoader, open_backend};
+use zcore_engine::Engine;
 
 use crate::args::Cli;
 use crate::bytes::ByteFormat;
@@ -86,8 +88,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
              use --backend fjall or --backend redb to keep it"
         );
     }
-    let result = action.run(backend.as_ref(), &mut printer).await;
-    let closed = backend.close().await;
+    let engine = match Engine::open(std::sync::Arc::clone(&backend), action.engine_options()).await
+    {
+        Ok(engine) => engine,
+        Err(e) => {
+            // The engine never took charge of the backend: close it here. The open error is
+            // the one worth reporting.
+            let _ = backend.close().await;
+            return Err(e.into());
+        }
+    };
+    drop(backend);
+    let result = action.run(&engine, &mut printer).await;
+    let closed = engine.close().await;
     match result {
         Err(mut e) if in_memory && e.kind == FailureKind::NotFound => {
             e.message

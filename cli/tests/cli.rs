@@ -11,8 +11,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use zcore_backends::{BackendConfig, FjallOptions, open_backend};
-use zcore_engine::{CollectionName, Durability, WriteBatch};
+use zcore_backends::{
+    BackendConfig, FjallBackend, FjallOptions, RedbBackend, RedbOptions, open_backend,
+};
+use zcore_engine::{CollectionName, Durability, Engine, EngineOptions, StorageBackend, WriteBatch};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -203,16 +205,27 @@ fn lines(outcome: &Outcome) -> Vec<String> {
 fn exercise_persistent(backend: &'static str, selection: Selection) {
     let store = Store::new(backend, selection);
 
-    // Writes; each is its own process, so every later read proves persistence.
-    for (k, v) in [
+    // Writes; each is its own process, so every later read proves persistence. Each is one
+    // transaction and reports its commit version on stderr.
+    for (version, (k, v)) in [
         ("apple", "1"),
         ("apricot", "2"),
         ("banana", "3"),
         ("cherry", "4"),
         ("date", "5"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let out = store.run(["put", "fruit", k, v]).success();
-        assert!(out.stdout.is_empty(), "put prints nothing: {out:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "put prints nothing on stdout: {out:?}"
+        );
+        assert_eq!(
+            out.stderr,
+            format!("zstore: committed version {}\n", version + 1)
+        );
     }
     let expected_store = store.data_dir().join(format!("zcore.{backend}"));
     assert!(
@@ -235,8 +248,15 @@ fn exercise_persistent(backend: &'static str, selection: Selection) {
         store.run(["get", "fruit", "date"]).success().stdout,
         b"55\n"
     );
-    store.run(["delete", "fruit", "date"]).success();
-    store.run(["delete", "fruit", "date"]).success();
+    let deleted = store.run(["delete", "fruit", "date"]).success();
+    assert_eq!(deleted.stderr, "zstore: committed version 7\n");
+    // Deleting an absent key succeeds and commits nothing.
+    let again = store
+        .run(["--json", "delete", "fruit", "date"])
+        .success()
+        .json();
+    assert_eq!(again["existed"], false);
+    assert_eq!(again["version"], 7);
     store
         .run(["get", "fruit", "date"])
         .failure(3, &["not found"]);
@@ -314,6 +334,7 @@ fn exercise_persistent(backend: &'static str, selection: Selection) {
     assert_eq!(got["key"]["encoding"], "utf8");
     assert_eq!(got["key"]["data"], "apple");
     assert_eq!(got["value"]["data"], "1");
+    assert_eq!(got["version"], 7, "get reports the version it read");
     let scanned = store
         .run(["scan", "fruit", "--json", "--reverse"])
         .success()
@@ -332,9 +353,12 @@ fn exercise_persistent(backend: &'static str, selection: Selection) {
     assert_eq!(empty, serde_json::json!([]));
 
     // Hex, both directions.
-    store
-        .run(["--hex", "put", "bin", "00ff", "deadbeef"])
-        .success();
+    let put = store
+        .run(["--hex", "--json", "put", "bin", "00ff", "deadbeef"])
+        .success()
+        .json();
+    assert_eq!(put["collection_created"], true);
+    assert_eq!(put["version"], 8);
     assert_eq!(
         store.run(["--hex", "get", "bin", "00ff"]).success().stdout,
         b"deadbeef\n"
@@ -397,9 +421,31 @@ fn exercise_persistent(backend: &'static str, selection: Selection) {
     // Stats.
     let stats = store.run(["stats"]).success().stdout_text();
     assert!(stats.contains(&format!("backend: {backend}")), "{stats}");
-    assert!(stats.contains("collection fruit: keys="), "{stats}");
+    assert!(stats.contains("latest_version: 8\n"), "{stats}");
+    assert!(stats.contains("oldest_readable_version: 0\n"), "{stats}");
+    assert!(stats.contains("oldest_active_version: none\n"), "{stats}");
+    assert!(stats.contains("active_transactions: 0\n"), "{stats}");
+    // fruit: five puts, one overwrite, one delete.
+    assert!(
+        stats.contains("collection fruit: live_keys=4 versions=7 tombstones=1 backend_entries="),
+        "{stats}"
+    );
     let stats = store.run(["stats", "--json"]).success().json();
     assert_eq!(stats["backend"], backend);
+    assert_eq!(stats["latest_version"], 8);
+    assert_eq!(stats["oldest_readable_version"], 0);
+    assert_eq!(stats["oldest_active_version"], Value::Null);
+    assert_eq!(stats["active_transactions"], 0);
+    let fruit = &stats["collections"][1];
+    assert_eq!(
+        (
+            &fruit["live_keys"],
+            &fruit["versions"],
+            &fruit["tombstones"]
+        ),
+        (&Value::from(4), &Value::from(7), &Value::from(1)),
+        "{stats}"
+    );
     let names: Vec<_> = stats["collections"]
         .as_array()
         .expect("collections")
@@ -540,7 +586,11 @@ fn help_for_every_subcommand() {
         (&["config", "--help"], "check"),
         (&["config", "check", "--help"], "where it came from"),
         (&["collections", "--help"], "create"),
-        (&["collections", "list", "--help"], "List every collection"),
+        (
+            &["collections", "list", "--help"],
+            "List the user collections",
+        ),
+        (&["collections", "list", "--help"], "--all"),
         (&["collections", "create", "--help"], "already exists"),
         (&["collections", "drop", "--help"], "does not exist"),
         (
@@ -548,6 +598,11 @@ fn help_for_every_subcommand() {
             "creates COLLECTION if it does not exist",
         ),
         (&["get", "--help"], "exit code 3"),
+        (&["get", "--help"], "--at-version <VERSION>"),
+        (&["scan", "--help"], "--at-version <VERSION>"),
+        (&["put", "--help"], "commit version"),
+        (&["gc", "--help"], "--retain-versions <N>"),
+        (&["--help"], "no longer retained"),
         (&["delete", "--help"], "absent key succeeds"),
         (&["scan", "--help"], "--to-inclusive"),
         (&["stats", "--help"], "statistics"),
@@ -594,22 +649,30 @@ fn empty_key_is_refused() {
 #[test]
 fn oversized_key_is_refused() {
     let store = fjall_store();
-    // The largest key is accepted (via --hex: 131,070 hex digits still fit in one argument).
-    let max_hex = "ab".repeat(65_535);
+    // The transaction layer's largest key (32,762 bytes: its versioned encoding must fit the
+    // backend's 65,535 even if every byte is 0x00) is accepted, as hex.
+    let max_hex = "00".repeat(32_762);
     store.run(["--hex", "put", "c", &max_hex, "01"]).success();
     assert_eq!(
         store.run(["--hex", "get", "c", &max_hex]).success().stdout,
         b"01\n"
     );
-    // 65,536 bytes: as text (Linux caps one argument at 131,071 bytes, so 65,536 bytes in hex
-    // cannot be passed on the command line at all).
+    let too_long_hex = "00".repeat(32_763);
+    store.run(["--hex", "put", "c", &too_long_hex, "01"]).failure(
+        2,
+        &["key refused in collection `c`: the key is 32763 bytes long; transactions accept at most 32762"],
+    );
+    // 65,536 bytes as text (Linux caps one argument at 131,071 bytes).
     let too_long = "a".repeat(65_536);
     store.run(["put", "c", &too_long, "v"]).failure(
         2,
-        &["key refused in collection `c`: the key is 65536 bytes long; at most 65535"],
+        &["key refused in collection `c`: the key is 65536 bytes long"],
     );
     store
         .run(["get", "c", &too_long])
+        .failure(2, &["65536 bytes long"]);
+    store
+        .run(["delete", "c", &too_long])
         .failure(2, &["65536 bytes long"]);
 }
 
@@ -884,24 +947,36 @@ fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fills a fjall store directly through the library, so scans cross many pages.
-fn fill_store(path: &Path, entries: u32, value_len: usize) -> TestResult {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
+        .build()
+}
+
+fn engine_options() -> EngineOptions {
+    EngineOptions {
+        gc_interval: None,
+        ..EngineOptions::default()
+    }
+}
+
+/// Fills a fjall store through the library's engine (one transaction), so scans cross many
+/// pages.
+fn fill_store(path: &Path, entries: u32, value_len: usize) -> TestResult {
+    runtime()?.block_on(async {
         let backend = open_backend(&BackendConfig::Fjall {
             path: path.to_path_buf(),
             fjall: FjallOptions::default(),
         })?;
+        let engine = Engine::open(backend, engine_options()).await?;
         let big = CollectionName::new("big")?;
-        backend.create_collection(&big).await?;
-        let mut batch = WriteBatch::new();
+        engine.create_collection(&big).await?;
+        let mut txn = engine.begin_write();
         for i in 0..entries {
-            batch.put(&big, format!("k{i:05}"), vec![b'v'; value_len]);
+            txn.put(&big, format!("k{i:05}"), vec![b'v'; value_len])?;
         }
-        backend.write(batch, Durability::Synced).await?;
-        backend.close().await?;
+        txn.commit().await?;
+        engine.close().await?;
         Ok(())
     })
 }
@@ -994,5 +1069,267 @@ fn store_locked_by_another_process_is_a_runtime_error() -> TestResult {
     let out = store.run(["get", "c", "k"]);
     runtime.block_on(holder.close())?;
     out.failure(1, &["cannot open fjall store at"]);
+    Ok(())
+}
+
+/// The commit version a `--json put` or `--json delete` reported.
+fn version_of(outcome: Outcome) -> u64 {
+    let json = outcome.success().json();
+    json["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no version in {json}"))
+}
+
+/// Every put is a new version; `--at-version` reads old ones, across invocations.
+fn exercise_time_travel(backend: &'static str) {
+    let store = Store::new(backend, Selection::Flag);
+    let v1 = version_of(store.run(["--json", "put", "c", "k", "first"]));
+    let v2 = version_of(store.run(["--json", "put", "c", "k", "second"]));
+    assert!(v2 > v1, "{v1} {v2}");
+    store.run(["put", "c", "other", "x"]).success();
+    let v_del = version_of(store.run(["--json", "delete", "c", "k"]));
+
+    store.run(["get", "c", "k"]).failure(3, &["not found"]);
+    let at = |v: u64| v.to_string();
+    assert_eq!(
+        store
+            .run(["get", "c", "k", "--at-version", &at(v1)])
+            .success()
+            .stdout,
+        b"first\n"
+    );
+    let json = store
+        .run(["--json", "get", "c", "k", "--at-version", &at(v2)])
+        .success()
+        .json();
+    assert_eq!(json["value"]["data"], "second");
+    assert_eq!(json["version"], v2);
+    store
+        .run(["get", "c", "k", "--at-version", &at(v_del)])
+        .failure(3, &[&format!("at version {v_del}")]);
+    // Before the first commit the collection is empty.
+    store
+        .run(["get", "c", "k", "--at-version", "0"])
+        .failure(3, &["not found"]);
+    // Scans travel too.
+    assert_eq!(
+        lines(&store.run(["scan", "c", "--at-version", &at(v1)]).success()),
+        ["k\tfirst"]
+    );
+    assert_eq!(
+        lines(&store.run(["scan", "c", "--reverse"]).success()),
+        ["other\tx"]
+    );
+    assert_eq!(
+        lines(
+            &store
+                .run(["scan", "c", "--reverse", "--at-version", &at(v_del - 1)])
+                .success()
+        ),
+        ["other\tx", "k\tsecond"]
+    );
+
+    // Versions that were never committed are refused, with the latest one named.
+    let beyond = at(v_del + 1);
+    for args in [
+        &["get", "c", "k", "--at-version", &beyond][..],
+        &["scan", "c", "--at-version", &beyond],
+    ] {
+        let out = store.run(args).failure(
+            2,
+            &[&format!(
+                "version {beyond} has not been committed yet (the latest version is {v_del})"
+            )],
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    store
+        .run(["get", "c", "k", "--at-version=-1"])
+        .failure(2, &["invalid value '-1' for '--at-version <VERSION>'"]);
+}
+
+#[test]
+fn time_travel_fjall() {
+    exercise_time_travel("fjall");
+}
+
+#[test]
+fn time_travel_redb() {
+    exercise_time_travel("redb");
+}
+
+#[test]
+fn at_version_on_the_memory_backend() {
+    let store = Store::new("memory", Selection::Flag);
+    store.run(["get", "c", "k", "--at-version", "1"]).failure(
+        2,
+        &["version 1 has not been committed yet (the latest version is 0)"],
+    );
+}
+
+fn collection_stats(stats: &Value, name: &str) -> (u64, u64, u64) {
+    let c = stats["collections"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no collection {name}: {stats}"));
+    let n = |field: &str| c[field].as_u64().unwrap_or_else(|| panic!("{field}: {c}"));
+    (n("live_keys"), n("versions"), n("tombstones"))
+}
+
+#[test]
+fn gc_removes_superseded_versions() {
+    let store = fjall_store();
+    let first = version_of(store.run(["--json", "put", "c", "a", "1"]));
+    for v in ["2", "3", "4"] {
+        store.run(["put", "c", "a", v]).success();
+    }
+    store.run(["put", "c", "b", "1"]).success();
+    store.run(["put", "c", "gone", "1"]).success();
+    let latest = version_of(store.run(["--json", "delete", "c", "gone"]));
+
+    let before = store.run(["stats", "--json"]).success().json();
+    assert_eq!(collection_stats(&before, "c"), (2, 7, 1), "{before}");
+
+    let report = store.run(["gc", "--json"]).success().json();
+    assert_eq!(report["watermark"], latest);
+    assert_eq!(report["versions_scanned"], 7);
+    // a: three superseded values; gone: its value under the deletion marker.
+    assert_eq!(report["versions_removed"], 4);
+    assert_eq!(report["tombstones_removed"], 1);
+
+    let after = store.run(["stats", "--json"]).success().json();
+    assert_eq!(collection_stats(&after, "c"), (2, 2, 0), "{after}");
+    assert_eq!(after["oldest_readable_version"], latest);
+    // The latest data is intact; what GC removed can no longer be read.
+    assert_eq!(store.run(["get", "c", "a"]).success().stdout, b"4\n");
+    store
+        .run(["get", "c", "a", "--at-version", &first.to_string()])
+        .failure(
+            2,
+            &[&format!(
+                "version {first} is no longer retained; garbage collection removed what it \
+                 needs (the oldest readable version is {latest})"
+            )],
+        );
+    // A second pass finds nothing to do; text output.
+    let text = store.run(["gc"]).success().stdout_text();
+    assert_eq!(
+        text,
+        format!(
+            "watermark: {latest}\nversions_scanned: 2\nversions_removed: 0\n\
+             tombstones_removed: 0\n"
+        )
+    );
+}
+
+#[test]
+fn gc_can_retain_recent_versions() {
+    let store = fjall_store();
+    for v in ["1", "2", "3", "4", "5"] {
+        store.run(["put", "c", "k", v]).success();
+    }
+    let report = store
+        .run(["gc", "--json", "--retain-versions", "2"])
+        .success()
+        .json();
+    assert_eq!(report["watermark"], 3);
+    assert_eq!(report["versions_removed"], 2);
+    assert_eq!(
+        store
+            .run(["get", "c", "k", "--at-version", "3"])
+            .success()
+            .stdout,
+        b"3\n"
+    );
+    store
+        .run(["get", "c", "k", "--at-version", "2"])
+        .failure(2, &["no longer retained", "oldest readable version is 3"]);
+}
+
+#[test]
+fn collections_all_shows_system_collections() {
+    let store = fjall_store();
+    store.run(["put", "users", "k", "v"]).success();
+    assert_eq!(lines(&store.run(["collections"]).success()), ["users"]);
+    assert_eq!(
+        lines(&store.run(["collections", "--all"]).success()),
+        ["__meta", "users"]
+    );
+    let listed = store
+        .run(["--json", "collections", "list", "--all"])
+        .success()
+        .json();
+    assert_eq!(
+        listed["collections"],
+        serde_json::json!(["__meta", "users"])
+    );
+    // System collections stay out of stats.
+    let stats = store.run(["stats", "--json"]).success().json();
+    assert_eq!(stats["collections"].as_array().map(Vec::len), Some(1));
+    // --all belongs to the listing only.
+    store
+        .run(["collections", "--all", "create", "x"])
+        .failure(2, &["cannot be used with"]);
+}
+
+/// A store written by the CLI is read by the library's engine: the CLI writes the engine's
+/// format (versioned keys, checksummed values), not raw backend entries.
+#[test]
+fn cli_writes_the_engines_format() -> TestResult {
+    let store = fjall_store();
+    store.run(["put", "c", "k", "old"]).success();
+    let latest = version_of(store.run(["--json", "put", "c", "k", "new"]));
+    store.run(["put", "c", "k2", "v2"]).success();
+    let path = store.data_dir().join("zcore.fjall");
+    runtime()?.block_on(async {
+        let backend: std::sync::Arc<dyn StorageBackend> =
+            std::sync::Arc::new(FjallBackend::open(&path, &FjallOptions::default())?);
+        let engine = Engine::open(std::sync::Arc::clone(&backend), engine_options()).await?;
+        let c = CollectionName::new("c")?;
+        assert_eq!(engine.latest_version(), latest + 1);
+        assert_eq!(engine.collections(), std::slice::from_ref(&c));
+        let read = engine.begin_read();
+        assert_eq!(read.get(&c, b"k").await?, Some(b"new".to_vec()));
+        assert_eq!(
+            read.scan_prefix(&c, b"").await?,
+            [
+                (b"k".to_vec(), b"new".to_vec()),
+                (b"k2".to_vec(), b"v2".to_vec())
+            ]
+        );
+        let old = engine.begin_read_at(latest - 1)?;
+        assert_eq!(old.get(&c, b"k").await?, Some(b"old".to_vec()));
+        // The raw backend holds versioned keys only.
+        assert_eq!(backend.get(&c, b"k").await?, None);
+        drop((read, old));
+        engine.close().await?;
+        Ok(())
+    })
+}
+
+/// Data written to the backend directly (not through the engine) is not in the engine's
+/// format: zstore reports it as corrupted (exit code 1) instead of printing garbage.
+#[test]
+fn raw_backend_data_is_reported_not_returned() -> TestResult {
+    let store = Store::new("redb", Selection::Flag);
+    let path = store.data_dir().join("zcore.redb");
+    std::fs::create_dir_all(store.data_dir())?;
+    runtime()?.block_on(async {
+        let backend = RedbBackend::open(&path, &RedbOptions::default())?;
+        let raw = CollectionName::new("raw")?;
+        backend.create_collection(&raw).await?;
+        let mut batch = WriteBatch::new();
+        batch.put(&raw, b"k".to_vec(), b"v".to_vec());
+        backend.write(batch, Durability::Synced).await?;
+        backend.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let out = store
+        .run(["scan", "raw"])
+        .failure(1, &["corrupted data in collection `raw`"]);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    store
+        .run(["stats"])
+        .failure(1, &["corrupted data in collection `raw`"]);
     Ok(())
 }

@@ -359,7 +359,7 @@ impl StorageBackend for FjallBackend {
             .db
             .disk_space()
             .map_err(|e| engine_err("measure disk space", None, e))?;
-        let details = vec![
+        let mut details = vec![
             ("journal_count".to_owned(), open.db.journal_count() as u64),
             ("cache_capacity_bytes".to_owned(), open.db.cache_capacity()),
             (
@@ -371,6 +371,7 @@ impl StorageBackend for FjallBackend {
             ),
             ("write_buffer_bytes".to_owned(), open.db.write_buffer_size()),
         ];
+        details.extend(self.group.counters());
         Ok(BackendStats {
             backend: KIND,
             disk_bytes: Some(disk_bytes),

@@ -402,7 +402,8 @@ impl StorageBackend for RedbBackend {
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(KIND, "measure file size", None, e))?;
         let cache = open.db.cache_stats();
-        let details = vec![("cache_used_bytes".to_owned(), cache.used_bytes() as u64)];
+        let mut details = vec![("cache_used_bytes".to_owned(), cache.used_bytes() as u64)];
+        details.extend(self.group.counters());
         Ok(BackendStats {
             backend: KIND,
             disk_bytes: Some(disk_bytes),
