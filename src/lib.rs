@@ -19,15 +19,25 @@
 //! # }
 //! ```
 //!
-//! The MVCC transaction layer, the seed-compatible synchronous `Store` API, Raft replication,
-//! backup and the simulator are built on this contract in the workspace's other crates (see
-//! `ARCHITECTURE.md`).
+//! The transactional API is [`Engine`]: snapshots, serializable and snapshot isolation,
+//! savepoints, atomic multi-collection commits, sequences, GC and time travel, on any backend.
+//! The seed-compatible synchronous `Store` API, Raft replication, backup and the simulator are
+//! being built on the same contract (see `ARCHITECTURE.md`).
 
 pub use zcore_backends::{
     FjallBackend, FjallOptions, MemoryBackend, MemoryOptions, RedbBackend, RedbOptions,
 };
+pub use zcore_backends::config;
+pub use zcore_engine::collections::*;
 pub use zcore_engine::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionNameError,
-    CollectionStats, Direction, Durability, KeyProblem, KeyRange, NameProblem, ScanPage,
-    ScanRequest, StorageBackend, WriteBatch, limits,
+    CollectionStats, CommitInfo, Direction, Durability, Engine, EngineOptions, EngineStats,
+    GcReport, Isolation, KeyProblem, KeyRange, NameProblem, ReadTransaction, ScanPage,
+    ScanRequest, StorageBackend, TxnError, Version, WriteBatch, WriteOptions, WriteTransaction,
+    composite_key, decode_key, encode_key, limits, mvcc, prefix_range,
 };
+
+// The README's examples are compiled as doc tests, so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
