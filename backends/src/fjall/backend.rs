@@ -256,6 +256,34 @@ impl StorageBackend for FjallBackend {
         Ok(value.map(|v| v.to_vec()))
     }
 
+    async fn seek(
+        &self,
+        name: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let guard = self.read()?;
+        let open = guard.as_ref().ok_or_else(closed)?;
+        let keyspace = open.keyspace(name)?;
+        if start > end {
+            return Ok(None);
+        }
+        match open
+            .db
+            .snapshot()
+            .range::<&[u8], _>(keyspace, start..=end)
+            .next()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item
+                    .into_inner()
+                    .map_err(|e| engine_err("seek", Some(name), e))?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
     async fn scan(
         &self,
         name: &CollectionName,

@@ -1,6 +1,7 @@
 //! The memory backend.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
@@ -114,6 +115,23 @@ impl StorageBackend for MemoryBackend {
         check_key(name, key)?;
         let guard = self.read()?;
         Ok(collection(open_state(&guard)?, name)?.get(key).cloned())
+    }
+
+    async fn seek(
+        &self,
+        name: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let guard = self.read()?;
+        let map = collection(open_state(&guard)?, name)?;
+        if start > end {
+            return Ok(None);
+        }
+        Ok(map
+            .range::<[u8], _>((Bound::Included(start), Bound::Included(end)))
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 
     async fn scan(

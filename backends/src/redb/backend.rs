@@ -328,6 +328,31 @@ impl StorageBackend for RedbBackend {
         })
     }
 
+    async fn seek(
+        &self,
+        name: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let guard = self.shared.read()?;
+        let open = guard.as_ref().ok_or_else(closed)?;
+        read_table(open, name, "seek", |t| {
+            if start > end {
+                return Ok(None);
+            }
+            let mut range = t
+                .range::<&[u8]>(start..=end)
+                .map_err(|e| engine_err("seek", Some(name), e))?;
+            match range.next() {
+                None => Ok(None),
+                Some(item) => {
+                    let (k, v) = item.map_err(|e| engine_err("seek", Some(name), e))?;
+                    Ok(Some((k.value().to_vec(), v.value().to_vec())))
+                }
+            }
+        })
+    }
+
     async fn scan(
         &self,
         name: &CollectionName,

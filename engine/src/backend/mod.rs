@@ -43,7 +43,8 @@ pub use stats::{BackendKind, BackendStats, CollectionStats};
 ///   is a prefix of; `0x00` and `0xFF` are ordinary bytes). [`scan`](Self::scan) returns exactly
 ///   the entries inside the request's [`KeyRange`] — every bound kind, at either end — ascending
 ///   for [`Direction::Forward`] and descending for [`Direction::Reverse`]. A range that is empty
-///   by its bounds yields no entries.
+///   by its bounds yields no entries. [`seek`](Self::seek) returns exactly the first entry of
+///   the inclusive range `start..=end` (none if `start > end`).
 /// - **C6 Pages.** A scan returns at most `limit` entries. [`ScanPage::resume`] is set exactly
 ///   when the page is full; scanning it (same direction) continues right after the last
 ///   returned key, so the pages of an undisturbed store concatenate to the whole range with no
@@ -104,6 +105,25 @@ pub trait StorageBackend: Send + Sync + 'static {
         collection: &CollectionName,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// The first entry with `start <= key <= end`, if any (C5) — the MVCC layer's "newest
+    /// version at or below a read version" in one call. Bounds are not keys: any bytes are
+    /// accepted. The default runs a one-entry [`scan`](Self::scan); backends override it to
+    /// skip the page bookkeeping.
+    async fn seek(
+        &self,
+        collection: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let request = ScanRequest::forward(KeyRange::inclusive(start, end), 1);
+        Ok(self
+            .scan(collection, &request)
+            .await?
+            .entries
+            .into_iter()
+            .next())
+    }
 
     /// One page of an ordered scan (C5, C6, C13).
     async fn scan(

@@ -13,7 +13,7 @@ use crate::backend::{
 };
 use crate::mvcc::error::TxnError;
 use crate::mvcc::keys::{Version, VersionedKey, split_versioned};
-use crate::mvcc::meta::{self, GC_FLOOR, LAST_VERSION, SEQ_PREFIX};
+use crate::mvcc::meta::{self, GC_FLOOR, SEQ_PREFIX, VERSION_LIMIT};
 use crate::mvcc::oracle::Oracle;
 use crate::mvcc::read::decode_entry;
 use crate::mvcc::txn::{ReadTransaction, WriteTransaction};
@@ -178,7 +178,9 @@ impl Engine {
     ) -> Result<Self, TxnError> {
         let meta = CollectionName::system(meta::META_COLLECTION).map_err(BackendError::from)?;
         backend.create_collection(&meta).await?;
-        let last = meta::read_u64(&*backend, &meta, LAST_VERSION)
+        // Every version ever handed out is at or below the leased limit, so resuming there
+        // shows every commit; the versions in between are simply unused.
+        let last = meta::read_u64(&*backend, &meta, VERSION_LIMIT)
             .await?
             .unwrap_or(0);
         let floor = meta::read_u64(&*backend, &meta, GC_FLOOR)
@@ -406,7 +408,7 @@ impl Engine {
             let page = self.inner.backend.scan(collection, &req).await?;
             request = req.next_page(&page);
             for (key, stored) in page.entries {
-                let (vk, value) = decode_entry(collection, key, &stored)?;
+                let (vk, value) = decode_entry(collection, key, stored)?;
                 counts.versions += 1;
                 let newest = current.as_deref() != Some(vk.encoded_part());
                 if matches!(value, Stored::Tombstone) {
@@ -548,7 +550,7 @@ impl EngineInner {
             let page = self.backend.scan(collection, &req).await?;
             request = req.next_page(&page);
             for (key, stored) in page.entries {
-                let (vk, value): (VersionedKey, Stored) = decode_entry(collection, key, &stored)?;
+                let (vk, value): (VersionedKey, Stored) = decode_entry(collection, key, stored)?;
                 report.versions_scanned += 1;
                 if current.as_deref() != Some(vk.encoded_part()) {
                     current = Some(vk.encoded_part().to_vec());

@@ -101,6 +101,20 @@ impl EncodedKey {
         VersionedKey(out)
     }
 
+    /// Appends this key at `version` to `out` (no allocation of its own).
+    pub fn write_at(&self, version: Version, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+        out.extend_from_slice(&(u64::MAX - version).to_be_bytes());
+    }
+
+    /// This key at `version`, reusing the allocation (the encoding reserves room for it).
+    #[must_use]
+    pub fn into_versioned(mut self, version: Version) -> VersionedKey {
+        self.0
+            .extend_from_slice(&(u64::MAX - version).to_be_bytes());
+        VersionedKey(self.0)
+    }
+
     /// The backend range holding every version of this key ≤ `read_version`, newest first.
     #[must_use]
     pub fn versions_up_to(&self, read_version: Version) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
@@ -121,6 +135,34 @@ impl EncodedKey {
     pub fn last_versioned(&self) -> VersionedKey {
         self.at(0)
     }
+}
+
+/// Checks that `bytes` is exactly one escaped, terminated key, without allocating.
+fn check_encoded(bytes: &[u8]) -> Result<(), KeyDecodeError> {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != 0 {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(&ESCAPE) => i += 2,
+            Some(&0x01) if i + 2 == bytes.len() => return Ok(()),
+            Some(&0x01) => {
+                return Err(KeyDecodeError {
+                    reason: "bytes between the terminator and the version",
+                });
+            }
+            _ => {
+                return Err(KeyDecodeError {
+                    reason: "0x00 not followed by 0xFF or 0x01",
+                });
+            }
+        }
+    }
+    Err(KeyDecodeError {
+        reason: "missing terminator",
+    })
 }
 
 /// Splits `bytes` into (decoded user key, bytes after the terminator).
@@ -165,12 +207,7 @@ impl VersionedKey {
             });
         }
         let key = Self(bytes);
-        let (_, rest) = split_encoded(key.encoded_part())?;
-        if !rest.is_empty() {
-            return Err(KeyDecodeError {
-                reason: "bytes between the terminator and the version",
-            });
-        }
+        check_encoded(key.encoded_part())?;
         Ok(key)
     }
 

@@ -9,7 +9,11 @@ use crate::mvcc::value::{self, Stored};
 /// Name of the engine's metadata collection.
 pub const META_COLLECTION: &str = "__meta";
 
-pub(crate) const LAST_VERSION: &[u8] = b"oracle.last_version";
+/// Versions up to this value may have been handed out; the oracle resumes here after a
+/// restart. Leased ahead in blocks so commits do not write it.
+pub(crate) const VERSION_LIMIT: &[u8] = b"oracle.version_limit";
+/// How many versions one durable lease covers.
+pub(crate) const VERSION_LEASE: u64 = 1 << 16;
 pub(crate) const GC_FLOOR: &[u8] = b"gc.floor";
 pub(crate) const SEQ_PREFIX: &[u8] = b"seq.";
 

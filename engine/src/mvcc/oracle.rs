@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::conflict::WriteSet;
 use super::keys::Version;
@@ -28,6 +28,8 @@ pub(crate) struct CommittedWrites {
 #[derive(Debug)]
 pub(crate) struct CommitState {
     pub(crate) last_assigned: Version,
+    /// Versions above this need a new durable lease before use.
+    pub(crate) leased_until: Version,
     /// Ascending by version.
     pub(crate) recent: VecDeque<CommittedWrites>,
 }
@@ -42,6 +44,9 @@ struct Tracker {
     /// Versions below this may have been garbage collected (the newest version of each key at
     /// or below it is kept).
     gc_floor: Version,
+    /// Commits waiting for an earlier version to resolve before theirs is published. Empty in
+    /// the common case, where versions resolve in order.
+    waiters: BTreeMap<Version, Vec<oneshot::Sender<()>>>,
 }
 
 /// See the [module docs](self).
@@ -49,15 +54,14 @@ struct Tracker {
 pub(crate) struct Oracle {
     pub(crate) commit: Arc<tokio::sync::Mutex<CommitState>>,
     tracker: Mutex<Tracker>,
-    published_tx: watch::Sender<Version>,
 }
 
 impl Oracle {
     pub(crate) fn new(last_committed: Version, gc_floor: Version) -> Self {
-        let (published_tx, _) = watch::channel(last_committed);
         Self {
             commit: Arc::new(tokio::sync::Mutex::new(CommitState {
                 last_assigned: last_committed,
+                leased_until: last_committed,
                 recent: VecDeque::new(),
             })),
             tracker: Mutex::new(Tracker {
@@ -65,8 +69,8 @@ impl Oracle {
                 resolved: BTreeSet::new(),
                 active: BTreeMap::new(),
                 gc_floor,
+                waiters: BTreeMap::new(),
             }),
-            published_tx,
         }
     }
 
@@ -123,17 +127,31 @@ impl Oracle {
         while t.resolved.remove(&(published + 1)) {
             published += 1;
         }
-        if published != t.published {
-            t.published = published;
-            self.published_tx.send_replace(published);
+        t.published = published;
+        while let Some(entry) = t.waiters.first_entry() {
+            if *entry.key() > published {
+                break;
+            }
+            for waiter in entry.remove() {
+                // A dropped waiter (cancelled commit) needs no wake-up.
+                let _ = waiter.send(());
+            }
         }
     }
 
     /// Waits until `version` is published.
     pub(crate) async fn wait_published(&self, version: Version) {
-        let mut rx = self.published_tx.subscribe();
-        // The sender lives as long as the oracle, which outlives this borrow.
-        let _ = rx.wait_for(|p| *p >= version).await;
+        let rx = {
+            let mut t = self.tracker();
+            if t.published >= version {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            t.waiters.entry(version).or_default().push(tx);
+            rx
+        };
+        // The sender is dropped only after sending, or with the oracle itself.
+        let _ = rx.await;
     }
 
     /// Oldest read version of a live snapshot, if any.
@@ -223,6 +241,23 @@ mod tests {
         assert_eq!(o.published(), 12);
         o.resolve(12);
         assert_eq!(o.published(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_gap_below_it_closes() {
+        let o = Arc::new(Oracle::new(0, 0));
+        o.resolve(2);
+        let waiter = {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move { o.wait_published(2).await })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "version 1 is still in flight");
+        o.resolve(1);
+        assert!(waiter.await.is_ok());
+        o.wait_published(2).await;
     }
 
     #[test]

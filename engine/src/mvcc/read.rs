@@ -36,11 +36,11 @@ fn corrupted(
 pub(crate) fn decode_entry(
     collection: &CollectionName,
     key: Vec<u8>,
-    stored: &[u8],
+    stored: Vec<u8>,
 ) -> Result<(VersionedKey, Stored), TxnError> {
     let vk =
         VersionedKey::from_stored(key).map_err(|e| corrupted(collection, &[], 0, e.to_string()))?;
-    let value = value::decode(collection.as_str(), vk.as_bytes(), stored).map_err(|e| {
+    let value = value::decode_owned(collection.as_str(), vk.as_bytes(), stored).map_err(|e| {
         let user = vk.user_key().unwrap_or_default();
         corrupted(collection, &user, vk.version(), e.to_string())
     })?;
@@ -56,16 +56,20 @@ pub(crate) async fn get_at(
     version: Version,
 ) -> Result<Option<Vec<u8>>, TxnError> {
     let encoded = EncodedKey::encode(key);
-    let (start, end) = encoded.versions_up_to(version);
-    let request = ScanRequest::forward(KeyRange::new(start, end), 1);
-    let page = backend
-        .scan(collection, &request)
+    // One buffer holds both bounds: `encoded ‖ !version` and `encoded ‖ !0`.
+    let bound_len = encoded.as_bytes().len() + 8;
+    let mut bounds = Vec::with_capacity(2 * bound_len);
+    encoded.write_at(version, &mut bounds);
+    encoded.write_at(0, &mut bounds);
+    let (start, end) = bounds.split_at(bound_len);
+    let found = backend
+        .seek(collection, start, end)
         .await
         .map_err(not_found_or)?;
-    let Some((stored_key, stored)) = page.entries.into_iter().next() else {
+    let Some((stored_key, stored)) = found else {
         return Ok(None);
     };
-    let (vk, value) = decode_entry(collection, stored_key, &stored)?;
+    let (vk, value) = decode_entry(collection, stored_key, stored)?;
     if vk.encoded_part() != encoded.as_bytes() || vk.version() > version {
         // The backend returned a key outside the requested range: a broken backend.
         return Err(corrupted(
@@ -101,7 +105,13 @@ pub(crate) async fn scan_at(
     let (bstart, bend) = backend_range(start, end);
     // Versions of one key are adjacent; read somewhat more than `limit` entries per page so a
     // few old versions per key do not cost extra round trips.
-    let page_size = limit.saturating_mul(2).clamp(16, 4096);
+    // With one version per key (the common case after GC) `limit` entries decide `limit`
+    // keys forward; reverse needs one more entry to close the last key.
+    let page_size = match direction {
+        Direction::Forward => limit,
+        Direction::Reverse => limit + 1,
+    }
+    .clamp(1, 4096);
     let mut request = Some(ScanRequest {
         range: KeyRange::new(bstart, bend),
         direction,
@@ -116,7 +126,7 @@ pub(crate) async fn scan_at(
         let page = backend.scan(collection, &req).await.map_err(not_found_or)?;
         request = req.next_page(&page);
         for (stored_key, stored) in page.entries {
-            let (vk, value) = decode_entry(collection, stored_key, &stored)?;
+            let (vk, value) = decode_entry(collection, stored_key, stored)?;
             let same_key = current.as_deref() == Some(vk.encoded_part());
             match direction {
                 Direction::Forward => {

@@ -14,7 +14,7 @@ use crate::mvcc::conflict::{ReadSet, WriteSet};
 use crate::mvcc::engine::{EngineInner, Isolation, WriteOptions};
 use crate::mvcc::error::{TxnError, UserKeyProblem};
 use crate::mvcc::keys::{EncodedKey, MAX_USER_KEY_LEN, Version};
-use crate::mvcc::meta::{self, LAST_VERSION};
+use crate::mvcc::meta::{self, VERSION_LEASE, VERSION_LIMIT};
 use crate::mvcc::oracle::{CommittedWrites, VersionTicket};
 use crate::mvcc::read::{get_at, resume_after, scan_at};
 use crate::mvcc::value::{self, VALUE_OVERHEAD};
@@ -535,7 +535,7 @@ impl WriteTransaction {
     ///
     /// [`TxnError::Conflict`] (nothing was written; retry the transaction), backend errors
     /// (nothing was written), [`TxnError::DurabilityUnknown`] (applied, sync failed).
-    pub async fn commit(self) -> Result<CommitInfo, TxnError> {
+    pub async fn commit(mut self) -> Result<CommitInfo, TxnError> {
         if !self.has_writes() {
             return Ok(CommitInfo {
                 version: self.snapshot.version,
@@ -544,12 +544,18 @@ impl WriteTransaction {
         }
         let inner = Arc::clone(self.inner());
         let read_version = self.snapshot.version;
+        // Split the buffer once: user keys move into the write set (for validation), encoded
+        // keys and values wait for the version.
         let mut writes = WriteSet::default();
-        for (collection, map) in &self.buffer {
-            if !map.is_empty() {
-                writes
-                    .keys
-                    .insert(collection.clone(), map.keys().cloned().collect());
+        let mut pending = Vec::with_capacity(self.buffer.values().map(BTreeMap::len).sum());
+        for (collection, map) in std::mem::take(&mut self.buffer) {
+            let mut keys = std::collections::BTreeSet::new();
+            for (key, value) in map {
+                pending.push((collection.clone(), EncodedKey::encode(&key), value));
+                keys.insert(key);
+            }
+            if !keys.is_empty() {
+                writes.keys.insert(collection, keys);
             }
         }
         let mut state = Arc::clone(&inner.oracle.commit).lock_owned().await;
@@ -573,6 +579,19 @@ impl WriteTransaction {
             }
         }
         let version = state.last_assigned + 1;
+        if version > state.leased_until {
+            // Make the next block of versions durable before using any of it, so a restart
+            // resumes above every version that may be on disk.
+            let limit = state.leased_until.saturating_add(VERSION_LEASE);
+            let mut lease = WriteBatch::new();
+            lease.put(
+                &inner.meta,
+                VERSION_LIMIT.to_vec(),
+                meta::encode_u64(VERSION_LIMIT, limit),
+            );
+            inner.backend.write(lease, Durability::Synced).await?;
+            state.leased_until = limit;
+        }
         state.last_assigned = version;
         state.recent.push_back(CommittedWrites {
             version,
@@ -580,21 +599,12 @@ impl WriteTransaction {
         });
         let ticket = VersionTicket::new(Arc::clone(&inner.oracle), version);
 
-        let mut batch =
-            WriteBatch::with_capacity(self.buffer.values().map(BTreeMap::len).sum::<usize>() + 1);
-        for (collection, map) in self.buffer {
-            for (key, value) in map {
-                let versioned = EncodedKey::encode(&key).at(version);
-                let stored =
-                    value::encode(collection.as_str(), versioned.as_bytes(), value.as_deref());
-                batch.put(&collection, versioned.into_bytes(), stored);
-            }
+        let mut batch = WriteBatch::with_capacity(pending.len());
+        for (collection, encoded, value) in pending {
+            let versioned = encoded.into_versioned(version);
+            let stored = value::encode(collection.as_str(), versioned.as_bytes(), value.as_deref());
+            batch.put(&collection, versioned.into_bytes(), stored);
         }
-        batch.put(
-            &inner.meta,
-            LAST_VERSION.to_vec(),
-            meta::encode_u64(LAST_VERSION, version),
-        );
 
         let synced = self.options.durability == Durability::Synced;
         let apply = async move {

@@ -86,6 +86,16 @@ pub fn decode(
     versioned_key: &[u8],
     stored: &[u8],
 ) -> Result<Stored, ValueDecodeError> {
+    let kind = verify(collection, versioned_key, stored)?;
+    Ok(if kind == KIND_PUT {
+        Stored::Put(stored[VALUE_OVERHEAD..].to_vec())
+    } else {
+        Stored::Tombstone
+    })
+}
+
+/// Checks header and checksum; returns the kind.
+fn verify(collection: &str, versioned_key: &[u8], stored: &[u8]) -> Result<u8, ValueDecodeError> {
     let Some((&header, rest)) = stored.split_first() else {
         return Err(ValueDecodeError::Truncated { len: 0 });
     };
@@ -108,8 +118,23 @@ pub fn decode(
             computed,
         });
     }
+    Ok(kind)
+}
+
+/// [`decode`], reusing `stored`'s allocation for the returned value.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn decode_owned(
+    collection: &str,
+    versioned_key: &[u8],
+    mut stored: Vec<u8>,
+) -> Result<Stored, ValueDecodeError> {
+    let kind = verify(collection, versioned_key, &stored)?;
     Ok(if kind == KIND_PUT {
-        Stored::Put(payload.to_vec())
+        stored.drain(..VALUE_OVERHEAD);
+        Stored::Put(stored)
     } else {
         Stored::Tombstone
     })
@@ -160,5 +185,9 @@ mod tests {
         assert!(decode("d", b"key1", &enc).is_err());
         assert!(decode("c", b"key1", &enc[..3]).is_err());
         assert!(decode("c", b"key1", &[]).is_err());
+        assert_eq!(
+            decode_owned("c", b"key1", enc),
+            Ok(Stored::Put(b"v".to_vec()))
+        );
     }
 }

@@ -69,6 +69,7 @@ macro_rules! backend_conformance_suite {
             c5_order_is_bytewise,
             c5_bounds_of_every_kind,
             c5_empty_and_inverted_ranges,
+            c5_seek_returns_the_first_entry_of_an_inclusive_range,
             c6_pages_resume_exactly,
             c6_a_page_never_shows_part_of_a_batch,
             c7_failed_batch_applies_nothing,
@@ -492,6 +493,48 @@ pub async fn c5_empty_and_inverted_ranges(h: Arc<dyn Harness>) -> CaseResult {
         )
         .await?;
     assert_eq!(keys_of(&single.entries), vec![b"a".to_vec()]);
+    b.close().await
+}
+
+/// C5: `seek(start, end)` is the first entry of `start..=end`, for present and absent bounds,
+/// inverted ranges and unknown collections alike.
+pub async fn c5_seek_returns_the_first_entry_of_an_inclusive_range(
+    h: Arc<dyn Harness>,
+) -> CaseResult {
+    let b = h.open()?;
+    let c = col("seek");
+    b.create_collection(&c).await?;
+    load_tricky(&*b, &c).await?;
+    let keys = tricky_keys();
+    let mut probes = keys.clone();
+    probes.extend([
+        vec![],
+        b"aa".to_vec(),
+        vec![0xFF, 0xFF, 0xFF, 0xFF],
+        vec![0x00, 0x00, 0x00],
+    ]);
+    for start in &probes {
+        for end in &probes {
+            let expected = keys.iter().find(|k| start <= *k && *k <= end).cloned();
+            let got = b.seek(&c, start, end).await?;
+            assert_eq!(
+                got.as_ref().map(|(k, _)| k.clone()),
+                expected,
+                "seek {start:?}..={end:?}"
+            );
+            if let Some((k, v)) = got {
+                assert_eq!(
+                    b.get(&c, &k).await?,
+                    Some(v),
+                    "seek returns the stored value"
+                );
+            }
+        }
+    }
+    assert!(matches!(
+        b.seek(&col("ghost"), b"a", b"b").await,
+        Err(BackendError::CollectionNotFound { .. })
+    ));
     b.close().await
 }
 
