@@ -24,17 +24,21 @@
 //! The seed-compatible synchronous `Store` API, Raft replication, backup and the simulator are
 //! being built on the same contract (see `ARCHITECTURE.md`).
 
+pub use zcore_backends::config;
 pub use zcore_backends::{
     FjallBackend, FjallOptions, MemoryBackend, MemoryOptions, RedbBackend, RedbOptions,
 };
-pub use zcore_backends::config;
+pub use zcore_compat::{
+    AccessGuard, GeneralError, MemoryStorage, MultiPartitionTransaction, Range, ReadOnlyTable,
+    ReadTx, StorageError, Store, Table, WriteTx, next_seq,
+};
 pub use zcore_engine::collections::*;
 pub use zcore_engine::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionNameError,
     CollectionStats, CommitInfo, Direction, Durability, Engine, EngineOptions, EngineStats,
-    GcReport, Isolation, KeyProblem, KeyRange, NameProblem, ReadTransaction, ScanPage,
-    ScanRequest, StorageBackend, TxnError, Version, WriteBatch, WriteOptions, WriteTransaction,
-    composite_key, decode_key, encode_key, limits, mvcc, prefix_range,
+    GcReport, Isolation, KeyProblem, KeyRange, NameProblem, ReadTransaction, ScanPage, ScanRequest,
+    StorageBackend, TxnError, Version, WriteBatch, WriteOptions, WriteTransaction, composite_key,
+    decode_key, encode_key, limits, mvcc, prefix_range,
 };
 
 // The README's examples are compiled as doc tests, so they cannot drift from the API.
