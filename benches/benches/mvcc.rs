@@ -325,7 +325,7 @@ fn bench_backend(c: &mut Criterion, cfg: &BenchConfig, rt: &Runtime, backend: &'
         .map(|p| {
             data::random_keys(cfg.keys, 1_000, 100 + p as u64)
                 .into_iter()
-                .map(|k| (k, value.clone()))
+                .map(|k| (k, value))
                 .collect()
         })
         .collect();
