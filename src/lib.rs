@@ -25,6 +25,7 @@
 //! being built on the same contract (see `ARCHITECTURE.md`).
 
 pub use zcore_backends::config;
+pub use zcore_engine::backup;
 pub use zcore_backends::{
     FjallBackend, FjallOptions, MemoryBackend, MemoryOptions, RedbBackend, RedbOptions,
 };

@@ -187,6 +187,24 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         retain_versions: u64,
     },
+
+    /// Back up the store while it stays usable, inspect and verify backups, restore one
+    /// (also as of an earlier version) into an empty store
+    #[command(subcommand)]
+    Backup(crate::backup::BackupCommand),
+
+    /// Run one node of a replicated cluster from a node configuration file (TOML) until
+    /// Ctrl-C; the global store flags do not apply
+    Serve(crate::cluster::ServeArgs),
+
+    /// Administer a running cluster through one of its nodes: init, add-learner, promote,
+    /// remove, status
+    Cluster(crate::cluster::ClusterArgs),
+
+    /// Copy a store into another (any two backends; latest snapshot or --history), or import
+    /// a plain redb file (redb-file:FILE); verified, resumable; the global store flags do not
+    /// apply
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 /// `zstore config …`

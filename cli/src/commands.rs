@@ -46,13 +46,13 @@ impl<W: Write> Printer<W> {
         Self { out, format, json }
     }
 
-    fn json_line(&mut self, value: &impl Serialize) -> Result<(), CliError> {
+    pub(crate) fn json_line(&mut self, value: &impl Serialize) -> Result<(), CliError> {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")?;
         Ok(())
     }
 
-    fn text_line(&mut self, line: &str) -> Result<(), CliError> {
+    pub(crate) fn text_line(&mut self, line: &str) -> Result<(), CliError> {
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         Ok(())
@@ -60,7 +60,7 @@ impl<W: Write> Printer<W> {
 
     /// A note for the user on stderr (`zstore: {message}`), in text mode only: with `--json`
     /// everything worth knowing is in the JSON on stdout.
-    fn note(&self, message: &str) {
+    pub(crate) fn note(&self, message: &str) {
         if !self.json {
             // A closed stderr is no reason to fail a command that succeeded.
             let _ = writeln!(std::io::stderr(), "zstore: {message}");
@@ -232,6 +232,17 @@ impl Action {
             Command::Gc { retain_versions } => Self::Gc {
                 retain_versions: *retain_versions,
             },
+            Command::Backup(_) => {
+                return Err(CliError::usage("`backup` is run by crate::backup::run"));
+            }
+            Command::Serve(_) | Command::Cluster(_) => {
+                return Err(CliError::usage(
+                    "`serve` and `cluster` are run by crate::cluster",
+                ));
+            }
+            Command::Migrate(_) => {
+                return Err(CliError::usage("`migrate` is run by crate::migrate::run"));
+            }
         };
         Ok(Some(action))
     }

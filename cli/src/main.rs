@@ -7,9 +7,12 @@
 //! Every write is one transaction, synced before zstore exits.
 
 mod args;
+mod backup;
 mod bytes;
+mod cluster;
 mod commands;
 mod error;
+mod migrate;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -68,11 +71,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         format,
         cli.global.json,
     );
+    // Cluster commands have their own configuration and open no local store here.
+    match &cli.command {
+        args::Command::Serve(serve) => return cluster::serve(serve).await,
+        args::Command::Cluster(command) => return cluster::run(command, cli.global.json).await,
+        args::Command::Migrate(m) => return migrate::run(m, cli.global.json).await,
+        _ => {}
+    }
     let loaded = ConfigLoader::from_process_env()
         .with_overrides(cli.global.overrides())
         .load()?;
     tracing::debug!(config = ?loaded.backend, "configuration loaded");
 
+    if let args::Command::Backup(command) = &cli.command {
+        let result = backup::run(command, &loaded, &mut printer, cli.global.json).await;
+        return result.and_then(|()| printer.flush());
+    }
     // Every argument is validated before the store is opened.
     let Some(action) = Action::from_command(&cli.command, format)? else {
         printer.config(&loaded)?;

@@ -11,6 +11,7 @@
 //!   (a guard with `.value()`), `remove`, `range`, `iter`, `len`, `is_empty`.
 
 mod error;
+pub mod migrate;
 mod multi;
 mod store;
 mod table;

@@ -15,6 +15,7 @@
 //! this contract in later modules of this crate.
 
 pub mod backend;
+pub mod backup;
 pub mod collections;
 pub mod composite;
 pub mod limits;
@@ -28,6 +29,8 @@ pub use backend::{
     CollectionStats, CompactionGc, Direction, Durability, GcPass, KeyProblem, KeyRange,
     NameProblem, ScanPage, ScanRequest, StorageBackend, WriteBatch,
 };
+// `backup::VerifyReport` stays under `backup::` (the store check has its own report type).
+pub use backup::{BackupError, BackupMetadata, BackupOptions, RestoreOptions, RestoreReport};
 pub use composite::{decode_key, encode_key, prefix_range};
 pub use mvcc::{
     CommitInfo, Engine, EngineOptions, EngineStats, GcReport, Isolation, ReadTransaction, TxnError,

@@ -408,6 +408,19 @@ impl StorageBackend for RedbBackend {
         self.sync_through(self.group.last_written().max(1)).await
     }
 
+    async fn check_integrity(&self) -> Result<Option<bool>, BackendError> {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(KIND, move || {
+            let mut guard = shared.write_lock();
+            let open = guard.as_mut().ok_or_else(closed)?;
+            open.db
+                .check_integrity()
+                .map(Some)
+                .map_err(|e| engine_err("check integrity", None, e))
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<BackendStats, BackendError> {
         let guard = self.shared.read()?;
         let open = guard.as_ref().ok_or_else(closed)?;

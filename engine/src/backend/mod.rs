@@ -144,6 +144,12 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// Syncs and releases the engine; later calls fail with [`BackendError::Closed`] (C12).
     async fn close(&self) -> Result<(), BackendError>;
 
+    /// Runs the engine's own integrity check where it has one (redb: `check_integrity`):
+    /// `Some(passed)`, or `None` when the backend has no such check.
+    async fn check_integrity(&self) -> Result<Option<bool>, BackendError> {
+        Ok(None)
+    }
+
     /// Installs a compaction-time garbage collector (C16); returns whether the backend uses it.
     /// The default declines, and the engine then sweeps explicitly.
     fn set_compaction_gc(&self, gc: std::sync::Arc<dyn CompactionGc>) -> bool {

@@ -19,8 +19,8 @@ pub(crate) struct WriteSet {
 /// What a serializable transaction read, per collection.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ReadSet {
-    points: BTreeMap<CollectionName, BTreeSet<Vec<u8>>>,
-    ranges: BTreeMap<CollectionName, Vec<KeyRange>>,
+    pub(crate) points: BTreeMap<CollectionName, BTreeSet<Vec<u8>>>,
+    pub(crate) ranges: BTreeMap<CollectionName, Vec<KeyRange>>,
 }
 
 impl ReadSet {

@@ -435,6 +435,28 @@ impl Engine {
             task.0.abort();
         }
         let _gc = self.inner.gc_lock.lock().await;
+        {
+            // A clean shutdown hands back the unused rest of the version lease, so the next
+            // open resumes right after the last commit (only a crash skips versions). Holding
+            // the commit lock keeps new commits out.
+            let mut state = self.inner.oracle.commit.lock().await;
+            // In Raft mode versions are published without passing through `last_assigned`.
+            let last = state.last_assigned.max(self.inner.oracle.published());
+            if state.leased_until > last {
+                let mut batch = WriteBatch::new();
+                batch.put(
+                    &self.inner.meta,
+                    VERSION_LIMIT.to_vec(),
+                    meta::encode_u64(VERSION_LIMIT, last),
+                );
+                match self.inner.backend.write(batch, Durability::Synced).await {
+                    // Already closed: the caller gets the `Closed` error from below.
+                    Ok(()) | Err(BackendError::Closed { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                state.leased_until = last;
+            }
+        }
         Ok(self.inner.backend.close().await?)
     }
 }

@@ -10,17 +10,20 @@
 //! - `read`: reading committed data at a version;
 //! - `txn`: [`ReadTransaction`] and [`WriteTransaction`];
 //! - `engine`: [`Engine`] (open, collections, sequences, GC, stats);
-//! - `meta`: records in the `__meta` system collection.
+//! - `meta`: records in the `__meta` system collection;
+//! - [`replica`]: Raft-mode hooks (replicated transactions applied at log-index versions).
 
 mod conflict;
 mod engine;
 mod error;
 pub mod keys;
-mod meta;
+pub(crate) mod meta;
 mod oracle;
 mod read;
+pub mod replica;
 mod txn;
 pub mod value;
+mod verify;
 
 pub use engine::{
     Engine, EngineOptions, EngineStats, GcReport, Isolation, VersionCounts, WriteOptions,
@@ -29,3 +32,4 @@ pub use error::{TxnError, UserKeyProblem};
 pub use keys::{MAX_USER_KEY_LEN, Version};
 pub use meta::META_COLLECTION;
 pub use txn::{CommitInfo, MAX_USER_VALUE_LEN, ReadTransaction, WriteTransaction};
+pub use verify::{CollectionCheck, Problem, VerifyReport};

@@ -139,6 +139,43 @@ impl Oracle {
         }
     }
 
+    /// Raft mode: publishes every version up to `version` at once (the state machine applied
+    /// log entries through it, in order; entries without data leave no gap to wait for), and
+    /// keeps local version assignment from reusing any of them.
+    pub(crate) fn publish_through(&self, version: Version) {
+        {
+            let mut t = self.tracker();
+            if version > t.published {
+                t.published = version;
+            }
+            let published = t.published;
+            t.resolved.retain(|v| *v > published);
+            while let Some(entry) = t.waiters.first_entry() {
+                if *entry.key() > published {
+                    break;
+                }
+                for waiter in entry.remove() {
+                    let _ = waiter.send(());
+                }
+            }
+        }
+        if let Ok(mut state) = self.commit.try_lock() {
+            state.last_assigned = state.last_assigned.max(version);
+            state.leased_until = state.leased_until.max(version);
+        }
+    }
+
+    /// Raft mode, after a snapshot was installed: the store now holds the versions of the
+    /// snapshot, up to `version`, with versions below `gc_floor` possibly collected.
+    pub(crate) fn reset_to(&self, version: Version, gc_floor: Version) {
+        {
+            let mut t = self.tracker();
+            t.published = t.published.max(version);
+            t.gc_floor = t.gc_floor.max(gc_floor.min(version));
+        }
+        self.publish_through(version);
+    }
+
     /// Waits until `version` is published.
     pub(crate) async fn wait_published(&self, version: Version) {
         let rx = {
@@ -152,6 +189,11 @@ impl Oracle {
         };
         // The sender is dropped only after sending, or with the oracle itself.
         let _ = rx.await;
+    }
+
+    /// The highest version that may have been handed out (the durable lease).
+    pub(crate) async fn version_limit(&self) -> Version {
+        self.commit.lock().await.leased_until
     }
 
     /// Oldest read version of a live snapshot, if any.

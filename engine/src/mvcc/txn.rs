@@ -159,6 +159,15 @@ struct Undo {
 /// Buffered writes: per collection, key → `Some(value)` or `None` (delete).
 type Buffer = BTreeMap<CollectionName, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 
+/// What [`WriteTransaction::into_parts`] hands to the replication hook.
+#[derive(Debug)]
+pub(crate) struct TxnParts {
+    pub(crate) read_version: Version,
+    pub(crate) options: WriteOptions,
+    pub(crate) reads: ReadSet,
+    pub(crate) writes: BTreeMap<CollectionName, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
 /// Information about a successful commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitInfo {
@@ -525,6 +534,18 @@ impl WriteTransaction {
 
     /// Discards everything.
     pub fn rollback(self) {}
+
+    /// Consumes the transaction without committing: its options, read version, read set and
+    /// buffered writes, for [`crate::mvcc::replica`] (Raft mode commits through the log).
+    pub(crate) fn into_parts(self) -> TxnParts {
+        let version = self.snapshot.version;
+        TxnParts {
+            read_version: version,
+            options: self.options,
+            reads: self.reads,
+            writes: self.buffer,
+        }
+    }
 
     /// Validates, assigns a commit version and applies every buffered write as one atomic
     /// backend batch; returns once the commit is visible (and durable, for synced commits).

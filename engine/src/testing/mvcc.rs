@@ -32,6 +32,7 @@ macro_rules! mvcc_suite {
             bad_input_is_refused_with_typed_errors,
             update_heavy_workload_keeps_versions_bounded,
             background_gc_removes_superseded_versions,
+            verify_is_clean_and_catches_damaged_versions,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
@@ -994,6 +995,61 @@ pub async fn background_gc_removes_superseded_versions(h: Arc<dyn Harness>) -> C
                 e.begin_read().get(&c, b"k").await?,
                 Some(19u32.to_be_bytes().to_vec())
             );
+            e.close().await
+        }
+        .await,
+    )
+}
+
+/// `verify` passes a healthy store, and a damaged stored version (flipped value byte, a value
+/// moved to another key, a malformed key) is reported by `verify` and refused by reads.
+pub async fn verify_is_clean_and_catches_damaged_versions(h: Arc<dyn Harness>) -> CaseResult {
+    wrap(
+        async {
+            let (e, cols) = setup(&h, &["audit"]).await?;
+            let c = &cols[0];
+            for i in 0u8..20 {
+                put_one(&e, c, &[b'k', i], &[i; 10]).await?;
+            }
+            let clean = e.verify(10).await?;
+            assert!(clean.is_clean(), "{clean:?}");
+            assert_eq!(
+                clean
+                    .collections
+                    .iter()
+                    .find(|x| x.name == "audit")
+                    .map(|x| x.entries),
+                Some(20)
+            );
+            // Damage: flip a byte of one stored value; copy another key's value onto a key;
+            // store a key that is not a versioned key.
+            let page = e
+                .backend()
+                .scan(c, &ScanRequest::forward(KeyRange::all(), 3))
+                .await?;
+            let (k0, v0) = page.entries[0].clone();
+            let (k1, _) = page.entries[1].clone();
+            let mut flipped = v0.clone();
+            *flipped.last_mut().unwrap() ^= 0x40;
+            let mut batch = crate::WriteBatch::new();
+            batch.put(c, k0.clone(), flipped);
+            batch.put(c, k1.clone(), v0.clone());
+            batch.put(c, b"not-a-versioned-key".to_vec(), b"junk".to_vec());
+            e.backend().write(batch, Durability::Synced).await?;
+            let report = e.verify(10).await?;
+            assert_eq!(report.problems_total, 3, "{report:?}");
+            assert!(!report.is_clean());
+            let r = e.begin_read();
+            for key in [&k0, &k1] {
+                let user = crate::mvcc::keys::VersionedKey::from_stored(key.clone())
+                    .unwrap()
+                    .user_key()
+                    .unwrap();
+                assert!(
+                    matches!(r.get(c, &user).await, Err(TxnError::Corrupted { .. })),
+                    "damaged value returned as data"
+                );
+            }
             e.close().await
         }
         .await,

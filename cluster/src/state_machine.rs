@@ -1,0 +1,733 @@
+//! The Raft state machine: the MVCC [`Engine`].
+//!
+//! - **Apply.** A committed entry carrying a transaction is validated deterministically
+//!   ([`Engine::validate_replicated`]) and written at version = its log index
+//!   ([`Engine::apply_replicated`]), in one atomic backend batch together with the applied log
+//!   id, the membership and the client session record. Entries without data publish their
+//!   index ([`Engine::advance_replicated`]). Applied state is therefore exactly as durable as
+//!   the data it describes; after a crash, openraft re-applies from the persisted applied id.
+//! - **Retries.** A request with a [`RequestId`](crate::types::RequestId) whose number the
+//!   session already used is not applied again: the recorded response is returned.
+//! - **Snapshots** are files (see [`crate::snapshot`]) built from the engine at the applied
+//!   version while applies go on, with bounded memory, and installed by redo: the received
+//!   file is kept, a durable `installing` marker names it, the user collections are replaced
+//!   from it, and the last batch writes the new applied state and removes the marker. A crash
+//!   during an install repeats it on the next open. Readers on this node are held off during
+//!   an install by [`StateMachineStore::read_gate`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership,
+};
+use tokio::sync::{Mutex, RwLock};
+use zcore_engine::mvcc::replica::{REPLICA_VALIDATION_WINDOW, ReplicatedTxn};
+use zcore_engine::mvcc::{MAX_USER_KEY_LEN, MAX_USER_VALUE_LEN};
+use zcore_engine::{
+    BackendError, CollectionName, Durability, Engine, EngineOptions, KeyRange, ScanRequest,
+    StorageBackend, TxnError, WriteBatch,
+};
+
+use crate::error::StoreError;
+use crate::frame::{self, Kind};
+use crate::records::{
+    AppliedRecord, ClientRecord, LogIdRecord, SnapshotMetaRecord, SnapshotPart,
+    StoredMembershipRecord,
+};
+use crate::snapshot::{self, CHUNK_BYTES, SnapshotReader, SnapshotWriter};
+use crate::types::{Command, Node, NodeId, Outcome, Request, Response, TypeConfig};
+
+/// The state machine's own system collection.
+pub const SM_COLLECTION: &str = "__raft_sm";
+
+const APPLIED: &[u8] = b"applied";
+const CURRENT_SNAPSHOT: &[u8] = b"snapshot";
+const INSTALLING: &[u8] = b"installing";
+const CLIENT_PREFIX: &[u8] = b"client/";
+
+type Entry = openraft::Entry<TypeConfig>;
+type RaftResult<T> = Result<T, StorageError<NodeId>>;
+
+fn client_key(client: u64) -> Vec<u8> {
+    let mut key = CLIENT_PREFIX.to_vec();
+    key.extend_from_slice(&client.to_be_bytes());
+    key
+}
+
+fn sm_err(e: impl Into<StoreError>, verb: ErrorVerb) -> StorageError<NodeId> {
+    e.into().into_raft(ErrorSubject::StateMachine, verb)
+}
+
+#[derive(Debug)]
+struct SmState {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+    clients: BTreeMap<u64, ClientRecord>,
+    /// The newest snapshot file and its metadata.
+    current: Option<SnapshotMetaRecord>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    sm: CollectionName,
+    snapshot_dir: PathBuf,
+    state: Mutex<SmState>,
+    /// Readers hold it shared; installs and collection drops hold it exclusively.
+    gate: Arc<RwLock<()>>,
+    seq: AtomicU64,
+}
+
+/// The state machine store (clones share one state machine).
+#[derive(Clone, Debug)]
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds snapshots of a [`StateMachineStore`].
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    sm: StateMachineStore,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine on `backend` (sharing it with the log store is expected),
+    /// keeping snapshot files in `snapshot_dir`. Finishes an interrupted snapshot install.
+    ///
+    /// `options.retain_versions` is raised to at least [`REPLICA_VALIDATION_WINDOW`] so that
+    /// validation is deterministic on every replica.
+    ///
+    /// # Errors
+    ///
+    /// Backend and engine errors, damaged records, snapshot file errors.
+    pub async fn open(
+        backend: Arc<dyn StorageBackend>,
+        snapshot_dir: impl Into<PathBuf>,
+        mut options: EngineOptions,
+    ) -> Result<Self, StoreError> {
+        options.retain_versions = options.retain_versions.max(REPLICA_VALIDATION_WINDOW);
+        let sm = CollectionName::system(SM_COLLECTION).map_err(BackendError::from)?;
+        backend.create_collection(&sm).await?;
+        let engine = Engine::open(backend, options).await?;
+        let snapshot_dir = snapshot_dir.into();
+        let this = Self {
+            inner: Arc::new(Inner {
+                engine,
+                sm,
+                snapshot_dir,
+                state: Mutex::new(SmState {
+                    applied: None,
+                    membership: StoredMembership::default(),
+                    clients: BTreeMap::new(),
+                    current: None,
+                }),
+                gate: Arc::new(RwLock::new(())),
+                seq: AtomicU64::new(0),
+            }),
+        };
+        this.load().await?;
+        Ok(this)
+    }
+
+    /// The engine (for reads; writes go through the log).
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Shared by readers; held exclusively while a snapshot is installed or a collection
+    /// dropped, so no reader sees a half-replaced store.
+    #[must_use]
+    pub fn read_gate(&self) -> &Arc<RwLock<()>> {
+        &self.inner.gate
+    }
+
+    /// Where snapshot files live.
+    #[must_use]
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.inner.snapshot_dir
+    }
+
+    async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        kind: Kind,
+    ) -> Result<Option<T>, StoreError> {
+        let backend = self.inner.engine.backend();
+        let Some(bytes) = backend.get(&self.inner.sm, key).await? else {
+            return Ok(None);
+        };
+        frame::decode(kind, &bytes)
+            .map(Some)
+            .map_err(|e| StoreError::record(String::from_utf8_lossy(key), e))
+    }
+
+    async fn load(&self) -> Result<(), StoreError> {
+        if let Some(marker) = self
+            .get_record::<SnapshotMetaRecord>(INSTALLING, Kind::SnapshotMeta)
+            .await?
+        {
+            let path = self
+                .inner
+                .snapshot_dir
+                .join(snapshot::file_name(&marker.snapshot_id));
+            tracing::warn!(snapshot = %marker.snapshot_id, "finishing an interrupted snapshot install");
+            self.install_file(&path, &marker).await?;
+        }
+        let mut state = self.inner.state.lock().await;
+        if let Some(applied) = self
+            .get_record::<AppliedRecord>(APPLIED, Kind::Applied)
+            .await?
+        {
+            state.applied = applied.last_applied.map(LogId::from);
+            state.membership = applied.membership.into();
+        }
+        state.current = self
+            .get_record::<SnapshotMetaRecord>(CURRENT_SNAPSHOT, Kind::SnapshotMeta)
+            .await?;
+        state.clients.clear();
+        let backend = self.inner.engine.backend();
+        let mut request = Some(ScanRequest::forward(KeyRange::prefix(CLIENT_PREFIX), 1024));
+        while let Some(req) = request.take() {
+            let page = backend.scan(&self.inner.sm, &req).await?;
+            request = req.next_page(&page);
+            for (key, bytes) in page.entries {
+                let record: ClientRecord = frame::decode(Kind::Client, &bytes)
+                    .map_err(|e| StoreError::record(String::from_utf8_lossy(&key), e))?;
+                state.clients.insert(record.client, record);
+            }
+        }
+        Ok(())
+    }
+
+    fn applied_value(state: &SmState) -> Result<Vec<u8>, StoreError> {
+        let record = AppliedRecord {
+            last_applied: state.applied.as_ref().map(LogIdRecord::from),
+            membership: StoredMembershipRecord::from(&state.membership),
+        };
+        frame::encode(Kind::Applied, &record).map_err(|e| StoreError::record("applied", e))
+    }
+
+    /// Applies one entry; returns its response. Deterministic outcomes (conflicts, refusals)
+    /// are responses; only storage failures are errors.
+    async fn apply_one(&self, state: &mut SmState, entry: Entry) -> Result<Response, StoreError> {
+        let engine = &self.inner.engine;
+        let index = entry.log_id.index;
+        state.applied = Some(entry.log_id);
+        let mut extra = WriteBatch::new();
+        let mut txn: Option<ReplicatedTxn> = None;
+        let response = match entry.payload {
+            EntryPayload::Blank => Response {
+                index,
+                outcome: Outcome::Committed { version: index },
+            },
+            EntryPayload::Membership(m) => {
+                state.membership = StoredMembership::new(Some(entry.log_id), m);
+                Response {
+                    index,
+                    outcome: Outcome::Committed { version: index },
+                }
+            }
+            EntryPayload::Normal(request) => {
+                let client = request.id.map(|id| id.client);
+                let (response, pending) = self.decide(state, index, request).await?;
+                txn = pending;
+                // The session record lands in the same batch as the entry's data, so a retry
+                // after a crash sees exactly what was applied.
+                if let Some(record) = client.and_then(|c| state.clients.get(&c)) {
+                    let bytes = frame::encode(Kind::Client, record)
+                        .map_err(|e| StoreError::record("client", e))?;
+                    extra.put(&self.inner.sm, client_key(record.client), bytes);
+                }
+                response
+            }
+        };
+        extra.put(
+            &self.inner.sm,
+            APPLIED.to_vec(),
+            Self::applied_value(state)?,
+        );
+        match txn {
+            Some(txn) => {
+                engine
+                    .apply_replicated(index, &txn, extra, Durability::Buffered)
+                    .await?;
+            }
+            None => {
+                engine
+                    .advance_replicated(index, extra, Durability::Buffered)
+                    .await?;
+            }
+        }
+        Ok(response)
+    }
+
+    /// Decides a normal entry. Returns its response, and the transaction to write if it
+    /// commits. Records the client session (in memory; the caller persists it with the entry).
+    async fn decide(
+        &self,
+        state: &mut SmState,
+        index: u64,
+        request: Request,
+    ) -> Result<(Response, Option<ReplicatedTxn>), StoreError> {
+        if let Some(id) = request.id
+            && let Some(seen) = state.clients.get(&id.client)
+        {
+            if id.serial == seen.serial {
+                return Ok((seen.response.clone(), None));
+            }
+            if id.serial < seen.serial {
+                return Ok((
+                    Response {
+                        index,
+                        outcome: Outcome::Stale,
+                    },
+                    None,
+                ));
+            }
+        }
+        let engine = &self.inner.engine;
+        let committed = Outcome::Committed { version: index };
+        let (outcome, txn) = match request.command {
+            Command::Txn(txn) => match check_limits(&txn) {
+                Err(message) => (Outcome::Rejected { message }, None),
+                Ok(()) => match engine.validate_replicated(&txn, index).await {
+                    Ok(()) => (committed, Some(txn)),
+                    Err(e) => (deterministic_failure(e)?, None),
+                },
+            },
+            Command::CreateCollection(name) => match CollectionName::new(&name) {
+                Err(e) => (
+                    Outcome::Rejected {
+                        message: e.to_string(),
+                    },
+                    None,
+                ),
+                Ok(name) => {
+                    // Idempotent, so re-applying after a crash is harmless.
+                    engine.create_collection(&name).await?;
+                    (committed, None)
+                }
+            },
+            Command::DropCollection(name) => match CollectionName::new(&name) {
+                Err(e) => (
+                    Outcome::Rejected {
+                        message: e.to_string(),
+                    },
+                    None,
+                ),
+                Ok(name) => {
+                    let _exclusive = self.inner.gate.write().await;
+                    engine.drop_collection(&name).await?;
+                    (committed, None)
+                }
+            },
+        };
+        let response = Response { index, outcome };
+        if let Some(id) = request.id {
+            state.clients.insert(
+                id.client,
+                ClientRecord {
+                    client: id.client,
+                    serial: id.serial,
+                    response: response.clone(),
+                },
+            );
+        }
+        Ok((response, txn))
+    }
+
+    /// Replaces the whole store with the snapshot in `path` (already verified), then writes
+    /// the new applied state, the current-snapshot record, and removes the install marker.
+    async fn install_file(&self, path: &Path, meta: &SnapshotMetaRecord) -> Result<(), StoreError> {
+        let engine = &self.inner.engine;
+        let backend = Arc::clone(engine.backend());
+        let _exclusive = self.inner.gate.write().await;
+        for collection in engine.collections() {
+            engine.drop_collection(&collection).await?;
+        }
+        // Old client sessions go; the snapshot's replace them.
+        let mut request = Some(ScanRequest::forward(KeyRange::prefix(CLIENT_PREFIX), 1024));
+        while let Some(req) = request.take() {
+            let page = backend.scan(&self.inner.sm, &req).await?;
+            request = req.next_page(&page);
+            let mut batch = WriteBatch::new();
+            for (key, _) in page.entries {
+                batch.delete(&self.inner.sm, key);
+            }
+            backend.write(batch, Durability::Buffered).await?;
+        }
+        let mut reader = SnapshotReader::open(path).await?;
+        let _ = reader.header().await?;
+        let mut current: Option<CollectionName> = None;
+        let mut clients = BTreeMap::new();
+        let mut gc_floor = 0;
+        while let Some(part) = reader.next().await? {
+            match part {
+                SnapshotPart::Header { .. } => {
+                    return Err(StoreError::InvalidSnapshot("a second header".to_owned()));
+                }
+                SnapshotPart::Collection(name) => {
+                    let name = CollectionName::new(&name)
+                        .map_err(|e| StoreError::InvalidSnapshot(e.to_string()))?;
+                    engine.create_collection(&name).await?;
+                    current = Some(name);
+                }
+                SnapshotPart::Entries(entries) => {
+                    let Some(collection) = &current else {
+                        return Err(StoreError::InvalidSnapshot(
+                            "entries before any collection".to_owned(),
+                        ));
+                    };
+                    let mut batch = WriteBatch::with_capacity(entries.len());
+                    for (key, value) in entries {
+                        batch.put(collection, key, value);
+                    }
+                    backend.write(batch, Durability::Buffered).await?;
+                }
+                SnapshotPart::Clients(records) => {
+                    let mut batch = WriteBatch::new();
+                    for record in records {
+                        let bytes = frame::encode(Kind::Client, &record)
+                            .map_err(|e| StoreError::record("client", e))?;
+                        batch.put(&self.inner.sm, client_key(record.client), bytes);
+                        clients.insert(record.client, record);
+                    }
+                    backend.write(batch, Durability::Buffered).await?;
+                }
+                SnapshotPart::End { gc_floor: f, .. } => gc_floor = f,
+            }
+        }
+        let applied: Option<LogId<NodeId>> = meta.last_log_id.map(LogId::from);
+        let version = applied.as_ref().map_or(0, |l| l.index);
+        let mut state = self.inner.state.lock().await;
+        state.applied = applied;
+        state.membership = meta.membership.clone().into();
+        state.clients = clients;
+        let previous = state.current.replace(meta.clone());
+        let mut last = WriteBatch::new();
+        last.put(
+            &self.inner.sm,
+            APPLIED.to_vec(),
+            Self::applied_value(&state)?,
+        );
+        last.put(
+            &self.inner.sm,
+            CURRENT_SNAPSHOT.to_vec(),
+            frame::encode(Kind::SnapshotMeta, meta)
+                .map_err(|e| StoreError::record("snapshot meta", e))?,
+        );
+        last.delete(&self.inner.sm, INSTALLING.to_vec());
+        backend.write(last, Durability::Synced).await?;
+        engine.reset_replicated(version, gc_floor).await?;
+        drop(state);
+        if let Some(previous) = previous
+            && previous.snapshot_id != meta.snapshot_id
+        {
+            self.remove_snapshot_file(&previous.snapshot_id).await;
+        }
+        Ok(())
+    }
+
+    async fn remove_snapshot_file(&self, snapshot_id: &str) {
+        let path = self
+            .inner
+            .snapshot_dir
+            .join(snapshot::file_name(snapshot_id));
+        if let Err(e) = tokio::fs::remove_file(&path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove an old snapshot");
+        }
+    }
+
+    async fn open_snapshot(
+        &self,
+        meta: &SnapshotMetaRecord,
+    ) -> Result<Snapshot<TypeConfig>, StoreError> {
+        let path = self
+            .inner
+            .snapshot_dir
+            .join(snapshot::file_name(&meta.snapshot_id));
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StoreError::snapshot_io(&path, e))?;
+        Ok(Snapshot {
+            meta: meta.clone().into(),
+            snapshot: Box::new(file),
+        })
+    }
+
+    async fn build(&self) -> Result<Snapshot<TypeConfig>, StoreError> {
+        let engine = &self.inner.engine;
+        // Capture a consistent point under the state lock: applies wait only for this.
+        let (meta, clients, collections, hold) = {
+            let state = self.inner.state.lock().await;
+            let version = state.applied.as_ref().map_or(0, |l| l.index);
+            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+            let snapshot_id = match &state.applied {
+                Some(l) => format!(
+                    "{}-{}-{}-{}",
+                    l.leader_id.term, l.leader_id.node_id, l.index, seq
+                ),
+                None => format!("none-{seq}"),
+            };
+            let meta = SnapshotMetaRecord {
+                last_log_id: state.applied.as_ref().map(LogIdRecord::from),
+                membership: StoredMembershipRecord::from(&state.membership),
+                snapshot_id,
+            };
+            // Holding a reader at `version - window` keeps garbage collection from removing
+            // any version a replica that installs this snapshot could need to validate.
+            let hold_at = version
+                .saturating_sub(REPLICA_VALIDATION_WINDOW)
+                .max(engine.gc_floor());
+            let hold = engine.begin_read_at(hold_at)?;
+            let clients: Vec<ClientRecord> = state.clients.values().cloned().collect();
+            (meta, clients, engine.collections(), (hold, version))
+        };
+        let (_hold, version) = hold;
+        let _shared = self.inner.gate.read().await;
+        let backend = engine.backend();
+        let mut writer =
+            SnapshotWriter::create(&self.inner.snapshot_dir, &meta.snapshot_id).await?;
+        writer
+            .part(&SnapshotPart::Header { meta: meta.clone() })
+            .await?;
+        let mut total = 0u64;
+        for collection in collections {
+            writer
+                .part(&SnapshotPart::Collection(collection.as_str().to_owned()))
+                .await?;
+            let mut chunk = Vec::new();
+            let mut bytes = 0usize;
+            let mut request = Some(ScanRequest::forward(KeyRange::all(), 1024));
+            while let Some(req) = request.take() {
+                let page = match backend.scan(&collection, &req).await {
+                    Ok(page) => page,
+                    // Dropped after the capture: it held nothing at `version`... but it did;
+                    // a drop waits for this build (read gate), so this is a real failure.
+                    Err(e) => return Err(e.into()),
+                };
+                request = req.next_page(&page);
+                for (key, value) in page.entries {
+                    let Some((_, v)) = zcore_engine::mvcc::keys::split_versioned(&key) else {
+                        continue;
+                    };
+                    if v > version {
+                        continue;
+                    }
+                    bytes += key.len() + value.len();
+                    chunk.push((key, value));
+                    if bytes >= CHUNK_BYTES {
+                        total += chunk.len() as u64;
+                        writer
+                            .part(&SnapshotPart::Entries(std::mem::take(&mut chunk)))
+                            .await?;
+                        bytes = 0;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                total += chunk.len() as u64;
+                writer.part(&SnapshotPart::Entries(chunk)).await?;
+            }
+        }
+        writer.part(&SnapshotPart::Clients(clients)).await?;
+        // Read after the scan: the floor is raised before garbage collection deletes anything,
+        // so versions at or above it were all seen.
+        let gc_floor = engine.gc_floor();
+        writer
+            .part(&SnapshotPart::End {
+                entries: total,
+                gc_floor,
+            })
+            .await?;
+        writer.finish().await?;
+        let record = frame::encode(Kind::SnapshotMeta, &meta)
+            .map_err(|e| StoreError::record("snapshot meta", e))?;
+        let previous = {
+            let mut state = self.inner.state.lock().await;
+            let newer = match (&state.current, &meta.last_log_id) {
+                (Some(cur), Some(new)) => cur.last_log_id.is_none_or(|c| c.index <= new.index),
+                (Some(cur), None) => cur.last_log_id.is_none(),
+                (None, _) => true,
+            };
+            if newer {
+                let mut batch = WriteBatch::new();
+                batch.put(&self.inner.sm, CURRENT_SNAPSHOT.to_vec(), record);
+                backend.write(batch, Durability::Synced).await?;
+                state.current.replace(meta.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(previous) = previous
+            && previous.snapshot_id != meta.snapshot_id
+        {
+            self.remove_snapshot_file(&previous.snapshot_id).await;
+        }
+        self.open_snapshot(&meta).await
+    }
+}
+
+/// Keys and values a replica would refuse to store: refused deterministically instead.
+fn check_limits(txn: &ReplicatedTxn) -> Result<(), String> {
+    for w in &txn.writes {
+        if w.key.is_empty() || w.key.len() > MAX_USER_KEY_LEN {
+            return Err(format!(
+                "key of {} bytes in collection `{}`: keys are 1..={MAX_USER_KEY_LEN} bytes",
+                w.key.len(),
+                w.collection
+            ));
+        }
+        if let Some(v) = &w.value
+            && v.len() as u64 > MAX_USER_VALUE_LEN
+        {
+            return Err(format!(
+                "value of {} bytes in collection `{}` exceeds {MAX_USER_VALUE_LEN}",
+                v.len(),
+                w.collection
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validation failures every replica reaches alike become outcomes; anything else (I/O) is a
+/// storage error that stops the node.
+fn deterministic_failure(e: TxnError) -> Result<Outcome, StoreError> {
+    match e {
+        TxnError::Conflict { .. } => Ok(Outcome::Conflict {
+            message: e.to_string(),
+        }),
+        TxnError::VersionNotRetained { .. }
+        | TxnError::CollectionNotFound { .. }
+        | TxnError::InvalidKey { .. }
+        | TxnError::ValueTooLarge { .. } => Ok(Outcome::Rejected {
+            message: e.to_string(),
+        }),
+        other => Err(StoreError::Engine(other)),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> RaftResult<Snapshot<TypeConfig>> {
+        self.sm
+            .build()
+            .await
+            .map_err(|e| sm_err(e, ErrorVerb::Write))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> RaftResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>)> {
+        let state = self.inner.state.lock().await;
+        Ok((state.applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> RaftResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut state = self.inner.state.lock().await;
+        let mut responses = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let response = self
+                .apply_one(&mut state, entry)
+                .await
+                .map_err(|e| e.into_raft(ErrorSubject::Apply(log_id), ErrorVerb::Write))?;
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { sm: self.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> RaftResult<Box<tokio::fs::File>> {
+        let dir = self.inner.snapshot_dir.clone();
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let open = async {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| StoreError::snapshot_io(&dir, e))?;
+            let path = dir.join(format!("incoming-{seq}.tmp"));
+            let file = tokio::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .await
+                .map_err(|e| StoreError::snapshot_io(&path, e))?;
+            // The open handle keeps the data; the name is not needed.
+            let _ = tokio::fs::remove_file(&path).await;
+            Ok::<_, StoreError>(Box::new(file))
+        };
+        open.await.map_err(|e| sm_err(e, ErrorVerb::Write))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> RaftResult<()> {
+        let record = SnapshotMetaRecord::from(meta);
+        let install = async {
+            let path =
+                snapshot::copy_into(&self.inner.snapshot_dir, &record.snapshot_id, &mut snapshot)
+                    .await?;
+            let header = snapshot::verify(&path).await?;
+            if header.last_log_id != record.last_log_id || header.membership != record.membership {
+                return Err(StoreError::InvalidSnapshot(format!(
+                    "file header {:?} does not match the snapshot meta {:?}",
+                    header.last_log_id, record.last_log_id
+                )));
+            }
+            let mut marker = WriteBatch::new();
+            marker.put(
+                &self.inner.sm,
+                INSTALLING.to_vec(),
+                frame::encode(Kind::SnapshotMeta, &record)
+                    .map_err(|e| StoreError::record("snapshot meta", e))?,
+            );
+            self.inner
+                .engine
+                .backend()
+                .write(marker, Durability::Synced)
+                .await?;
+            self.install_file(&path, &record).await
+        };
+        install.await.map_err(|e| {
+            e.into_raft(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        })
+    }
+
+    async fn get_current_snapshot(&mut self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
+        let current = self.inner.state.lock().await.current.clone();
+        match current {
+            None => Ok(None),
+            Some(meta) => self
+                .open_snapshot(&meta)
+                .await
+                .map(Some)
+                .map_err(|e| sm_err(e, ErrorVerb::Read)),
+        }
+    }
+}
