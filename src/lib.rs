@@ -25,7 +25,6 @@
 //! being built on the same contract (see `ARCHITECTURE.md`).
 
 pub use zcore_backends::config;
-pub use zcore_engine::backup;
 pub use zcore_backends::{
     FjallBackend, FjallOptions, MemoryBackend, MemoryOptions, RedbBackend, RedbOptions,
 };
@@ -33,6 +32,7 @@ pub use zcore_compat::{
     AccessGuard, GeneralError, MemoryStorage, MultiPartitionTransaction, Range, ReadOnlyTable,
     ReadTx, StorageError, Store, Table, WriteTx, next_seq,
 };
+pub use zcore_engine::backup;
 pub use zcore_engine::collections::*;
 pub use zcore_engine::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionNameError,
@@ -41,6 +41,7 @@ pub use zcore_engine::{
     StorageBackend, TxnError, Version, WriteBatch, WriteOptions, WriteTransaction, composite_key,
     decode_key, encode_key, limits, mvcc, prefix_range,
 };
+pub use zcore_engine::{BackupMetadata, BackupOptions};
 
 // The README's examples are compiled as doc tests, so they cannot drift from the API.
 #[doc = include_str!("../README.md")]

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use zcore_backends::config::{BackendConfig, open_backend};
 use zcore_backends::{FjallBackend, FjallOptions, MemoryBackend};
 use zcore_engine::{
-    CollectionName, Engine, EngineOptions, KeyRange, ReadTransaction, ScanRequest, StorageBackend,
-    TxnError, WriteOptions, WriteTransaction,
+    BackupMetadata, BackupOptions, CollectionName, Engine, EngineOptions, KeyRange,
+    ReadTransaction, ScanRequest, StorageBackend, TxnError, WriteOptions, WriteTransaction,
 };
 
 use crate::error::StorageError;
@@ -28,7 +28,8 @@ impl Drop for Runtime {
 
 #[derive(Debug)]
 struct Inner {
-    engine: Engine,
+    /// Swapped only by `restore_from_backup`, which reopens the engine on the restored data.
+    engine: std::sync::RwLock<Engine>,
     handle: tokio::runtime::Handle,
     // Dropped last (field order), after the engine was closed through it.
     _runtime: Runtime,
@@ -38,7 +39,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Close cleanly (syncs the backend, releases file locks); errors have nowhere to go
         // from a destructor and the data of acknowledged commits is durable anyway.
-        let engine = self.engine.clone();
+        let engine = self
+            .engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let _ = run_on(&self.handle, async move { engine.close().await });
     }
 }
@@ -133,7 +138,7 @@ impl Store {
         })??;
         Ok(Self {
             inner: Arc::new(Inner {
-                engine,
+                engine: std::sync::RwLock::new(engine),
                 handle,
                 _runtime: runtime,
             }),
@@ -142,8 +147,12 @@ impl Store {
 
     /// The async engine underneath, for code that wants the full transaction API.
     #[must_use]
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+    pub fn engine(&self) -> Engine {
+        self.inner
+            .engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs `future` on the store's runtime and waits for it.
@@ -157,10 +166,10 @@ impl Store {
 
     /// Creates `name` if it does not exist yet (the seed's collections exist implicitly).
     pub(crate) fn ensure_collection(&self, name: &CollectionName) -> Result<(), StorageError> {
-        if self.inner.engine.collections().contains(name) {
+        if self.engine().collections().contains(name) {
             return Ok(());
         }
-        let engine = self.inner.engine.clone();
+        let engine = self.engine();
         let name = name.clone();
         self.run(async move { engine.create_collection(&name).await })??;
         Ok(())
@@ -175,7 +184,7 @@ impl Store {
         Ok(WriteTx {
             store: self.clone(),
             tx: Mutex::new(Some(
-                self.inner.engine.begin_write_with(WriteOptions::default()),
+                self.engine().begin_write_with(WriteOptions::default()),
             )),
             deferred: Mutex::new(None),
         })
@@ -188,7 +197,7 @@ impl Store {
     /// Kept for the seed's signature.
     pub fn begin_read(&self) -> Result<ReadTx, StorageError> {
         Ok(ReadTx {
-            tx: Arc::new(self.inner.engine.begin_read()),
+            tx: Arc::new(self.engine().begin_read()),
         })
     }
 
@@ -198,10 +207,77 @@ impl Store {
     ///
     /// Backend errors while syncing.
     pub fn close(&self) -> Result<(), StorageError> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine();
         self.run(async move { engine.close().await })??;
         Ok(())
     }
+}
+
+impl Store {
+    /// Backs the store up, online and consistent at one version, into directory `path` (zstd
+    /// compressed when `compress`). See [`zcore_engine::backup`].
+    ///
+    /// # Errors
+    ///
+    /// The directory exists and is not empty, I/O errors, store errors.
+    pub fn create_backup(
+        &self,
+        path: impl AsRef<Path>,
+        compress: bool,
+    ) -> Result<BackupMetadata, StorageError> {
+        let engine = self.engine();
+        let path = path.as_ref().to_path_buf();
+        let options = BackupOptions {
+            compress,
+            ..BackupOptions::default()
+        };
+        self.run(async move { engine.create_backup(&path, &options).await })?
+            .map_err(backup_error)
+    }
+
+    /// Reads a backup's metadata after checking its manifest (not its chunks; see
+    /// [`zcore_engine::backup::verify`]).
+    ///
+    /// # Errors
+    ///
+    /// Missing or damaged manifest.
+    pub fn get_backup_metadata(path: impl AsRef<Path>) -> Result<BackupMetadata, StorageError> {
+        zcore_engine::backup::read_metadata(path).map_err(backup_error)
+    }
+
+    /// Restores a backup (chain) into this store, which must be empty — a freshly opened
+    /// store. Every checksum of the chain is verified before the first byte is written, and the
+    /// engine is reopened on the restored data afterwards.
+    ///
+    /// # Errors
+    ///
+    /// The store is not empty (nothing is changed), the backup is damaged (nothing is
+    /// written), store errors.
+    pub fn restore_from_backup(&self, path: impl AsRef<Path>) -> Result<(), StorageError> {
+        let mut slot = self
+            .inner
+            .engine
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = slot.clone();
+        let path = path.as_ref().to_path_buf();
+        let restored = self.run(async move {
+            let backend = Arc::clone(old.backend());
+            zcore_engine::backup::restore(&path, Arc::clone(&backend), None)
+                .await
+                .map_err(backup_error)?;
+            // The old engine's oracle predates the restored versions: replace it.
+            Engine::open(backend, EngineOptions::default())
+                .await
+                .map_err(StorageError::from)
+        })??;
+        *slot = restored;
+        Ok(())
+    }
+}
+
+fn backup_error(e: zcore_engine::BackupError) -> StorageError {
+    StorageError::other(e.to_string())
 }
 
 /// The seed's `next_seq`: per-name sequences starting at 1, never reused.
@@ -210,7 +286,7 @@ impl Store {
 ///
 /// An empty or over-long name; backend errors.
 pub fn next_seq(store: &Store, name: &[u8]) -> Result<u64, StorageError> {
-    let engine = store.inner.engine.clone();
+    let engine = store.engine();
     let name = name.to_vec();
     Ok(store.run(async move { engine.next_seq(&name).await })??)
 }
