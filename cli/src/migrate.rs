@@ -30,7 +30,7 @@ Endpoints:
 The global --backend/--path/--data-dir flags do not apply: --from and --to name
 the stores. The target is created if missing.
 
-Every batch is one transaction that also records how far the copy got (in the
+Every batch is written atomically together with how far the copy got (in the
 target's __migrate collection): an interrupted run resumes when started again
 with the same arguments; a finished one writes nothing and verifies again.
 After copying, every collection is read on both sides and compared (rows and an
@@ -74,7 +74,7 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "TABLE=COLLECTION")]
     pub rename: Vec<String>,
 
-    /// Most rows per batch (one transaction each)
+    /// Most rows per batch (each written atomically with its checkpoint)
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_rows: u64,
 
@@ -137,7 +137,7 @@ impl Progress for Bar {
             Phase::Verify => "verify",
         };
         let template = format!(
-            "{verb:>6} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} rows, {{msg}}, {{per_sec}}, ETA {{eta}}"
+            "{verb:>6} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} rows, {{msg}}, {{per_sec:0}}, ETA {{eta}}"
         );
         if let Ok(style) = ProgressStyle::with_template(&template) {
             self.bar.set_style(style);

@@ -327,8 +327,8 @@ fn round(
             child(scenario, &src, &target, Duration::from_secs(600))?
         } else {
             // Child start-up takes a few ms; spread the kill over the whole run.
-            let window = took.as_micros() as u64 * 3 / 2 + 20_000;
-            let delay = Duration::from_micros(3_000 + state % window);
+            let window = took.as_micros() as u64 + 10_000;
+            let delay = Duration::from_micros(1_000 + state % window);
             child(scenario, &src, &target, delay)?
         };
         if finished {

@@ -166,7 +166,7 @@ pub struct MigrateOptions {
     /// redb table name → collection name, for tables whose names are not valid collection
     /// names (or to choose another name).
     pub renames: BTreeMap<String, String>,
-    /// Most rows per batch (one transaction each).
+    /// Most rows per batch (one atomic backend batch each, with its checkpoint).
     pub batch_rows: usize,
     /// About the most key and value bytes per batch.
     pub batch_bytes: usize,
