@@ -58,6 +58,40 @@ fn closed() -> BackendError {
     BackendError::Closed { backend: KIND }
 }
 
+/// Where a new database is built before it is renamed into place.
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".zcore-creating");
+    path.with_file_name(name)
+}
+
+/// Creates an empty database next to `path` and renames it into place. fjall 3.1.13 killed in
+/// the middle of creating a database leaves a directory that every later open refuses
+/// (journal present, version marker missing); building it under another name means a crash
+/// leaves only a staging directory, which the next attempt removes.
+fn create_fresh(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let staging = staging_path(path);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        std::fs::create_dir_all(parent)?;
+    }
+    let db = Database::builder(&staging).worker_threads(1).open()?;
+    db.persist(PersistMode::SyncAll)?;
+    drop(db);
+    std::fs::rename(&staging, path)?;
+    if let Some(parent) = parent {
+        // Make the rename itself durable.
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
 impl FjallBackend {
     /// Opens the fjall database in directory `path`, creating it if needed.
     ///
@@ -73,6 +107,9 @@ impl FjallBackend {
             source,
         };
         options.validate().map_err(|m| open_err(m.into()))?;
+        if !path.exists() {
+            create_fresh(&path).map_err(open_err)?;
+        }
         let journal = match options.compression {
             FjallCompression::None => CompressionType::None,
             FjallCompression::Lz4 => CompressionType::Lz4,
