@@ -947,17 +947,7 @@ pub async fn migrate(
         }
         None => false,
     };
-    let engine = match plan.mode {
-        Mode::History => None,
-        _ => Some(
-            Engine::open(Arc::clone(&target.backend), engine_options())
-                .await
-                .map_err(MigrateError::engine(format!(
-                    "open target {}",
-                    target.label
-                )))?,
-        ),
-    };
+    let engine = target_engine(plan.mode, &target.backend, &target.label).await?;
     let mut writer = Writer {
         backend: Arc::clone(&target.backend),
         engine,
@@ -1430,17 +1420,7 @@ pub async fn verify(
         });
     }
     plan.skipped.clear();
-    let engine = match plan.mode {
-        Mode::History => None,
-        _ => Some(
-            Engine::open(Arc::clone(&target.backend), engine_options())
-                .await
-                .map_err(MigrateError::engine(format!(
-                    "open target {}",
-                    target.label
-                )))?,
-        ),
-    };
+    let engine = target_engine(plan.mode, &target.backend, &target.label).await?;
     let sides = verify_sides(&plan, &target.backend, engine.as_ref(), progress).await?;
     Ok(report(
         &plan,
@@ -1474,4 +1454,20 @@ pub async fn dry_run(source: &Source, options: &MigrateOptions) -> Result<Report
         None,
         started,
     ))
+}
+
+/// The engine on the target; none in history mode, which writes stored versions through the
+/// backend directly.
+async fn target_engine(
+    mode: Mode,
+    backend: &Arc<dyn StorageBackend>,
+    label: &str,
+) -> Result<Option<Engine>, MigrateError> {
+    match mode {
+        Mode::History => Ok(None),
+        _ => Engine::open(Arc::clone(backend), engine_options())
+            .await
+            .map(Some)
+            .map_err(MigrateError::engine(format!("open target {label}"))),
+    }
 }
