@@ -1,0 +1,1 @@
+//! Checkers, one file per property (being built).

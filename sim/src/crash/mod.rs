@@ -1,0 +1,1 @@
+//! Single-node crash-recovery simulation of the engine (being built).

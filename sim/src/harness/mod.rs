@@ -1,0 +1,1 @@
+//! Seed → configuration, hosts, faults, workloads, phases, traces, replay (being built).

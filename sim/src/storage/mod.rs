@@ -1,0 +1,1 @@
+//! Storage backends on turmoil's simulated disk (being built).
