@@ -59,16 +59,29 @@ pub enum HistoryError {
         "completion of event {invoke_index} (process {process}) does not match its invocation: \
          invoked {invoked:?}, completed {completed:?}"
     )]
-    ShapeMismatch { process: u64, invoke_index: u64, invoked: Box<Op>, completed: Box<Op> },
+    ShapeMismatch {
+        process: u64,
+        invoke_index: u64,
+        invoked: Box<Op>,
+        completed: Box<Op>,
+    },
     /// Simulated time went backwards between two events.
     #[error("time went backwards at event {index}: {time_nanos} ns after {previous_nanos} ns")]
-    TimeBackwards { index: u64, time_nanos: u64, previous_nanos: u64 },
+    TimeBackwards {
+        index: u64,
+        time_nanos: u64,
+        previous_nanos: u64,
+    },
     /// A structural problem found by [`History::validate`].
     #[error("malformed history at event {index}: {reason}")]
     Malformed { index: u64, reason: String },
     /// A key or value above `i64::MAX` cannot be exported to EDN/JSON for Elle.
     #[error("event {index}: {what} {value} does not fit an i64 (Elle reads Clojure longs)")]
-    ValueOutOfRange { index: u64, what: &'static str, value: u64 },
+    ValueOutOfRange {
+        index: u64,
+        what: &'static str,
+        value: u64,
+    },
 }
 
 /// Invocation or one of the three completions.
@@ -167,13 +180,25 @@ impl Op {
     /// The op as it should be invoked: read results cleared to `None`.
     pub fn as_invocation(&self) -> Op {
         match self {
-            Op::Read { key, .. } => Op::Read { key: *key, value: None },
-            Op::Write { key, value } => Op::Write { key: *key, value: *value },
+            Op::Read { key, .. } => Op::Read {
+                key: *key,
+                value: None,
+            },
+            Op::Write { key, value } => Op::Write {
+                key: *key,
+                value: *value,
+            },
             Op::Txn(mops) => Op::Txn(
                 mops.iter()
                     .map(|m| match m {
-                        Mop::ReadList { key, .. } => Mop::ReadList { key: *key, value: None },
-                        Mop::RegRead { key, .. } => Mop::RegRead { key: *key, value: None },
+                        Mop::ReadList { key, .. } => Mop::ReadList {
+                            key: *key,
+                            value: None,
+                        },
+                        Mop::RegRead { key, .. } => Mop::RegRead {
+                            key: *key,
+                            value: None,
+                        },
                         other => other.clone(),
                     })
                     .collect(),
@@ -323,7 +348,10 @@ impl History {
         for e in &self.events {
             if e.kind == EventKind::Invoke {
                 open.insert(e.process, out.len());
-                out.push(Operation { invoke: e, completion: None });
+                out.push(Operation {
+                    invoke: e,
+                    completion: None,
+                });
             } else if let Some(k) = open.remove(&e.process) {
                 out[k].completion = Some(e);
             }
@@ -370,7 +398,8 @@ impl History {
     /// One event as a JSON object (Elle's shape).
     pub fn event_json(&self, e: &Event) -> Result<serde_json::Value, HistoryError> {
         use serde_json::{Value as J, json};
-        let int = |what: &'static str, v: u64| -> Result<J, HistoryError> { Ok(json!(fit(e, what, v)?)) };
+        let int =
+            |what: &'static str, v: u64| -> Result<J, HistoryError> { Ok(json!(fit(e, what, v)?)) };
         let opt = |what: &'static str, v: Option<u64>| -> Result<J, HistoryError> {
             v.map_or(Ok(J::Null), |v| int(what, v))
         };
@@ -387,7 +416,9 @@ impl History {
                         Mop::RegWrite { key, value } => {
                             json!(["w", int("key", *key)?, int("value", *value)?])
                         }
-                        Mop::RegRead { key, value } => json!(["r", int("key", *key)?, opt("value", *value)?]),
+                        Mop::RegRead { key, value } => {
+                            json!(["r", int("key", *key)?, opt("value", *value)?])
+                        }
                         Mop::ReadList { key, value } => {
                             let v = match value {
                                 None => J::Null,
@@ -421,16 +452,24 @@ impl History {
 }
 
 fn fit(e: &Event, what: &'static str, v: u64) -> Result<i64, HistoryError> {
-    i64::try_from(v).map_err(|_| HistoryError::ValueOutOfRange { index: e.index, what, value: v })
+    i64::try_from(v).map_err(|_| HistoryError::ValueOutOfRange {
+        index: e.index,
+        what,
+        value: v,
+    })
 }
 
 fn edn_value(e: &Event) -> Result<String, HistoryError> {
     let opt = |v: Option<u64>| -> Result<String, HistoryError> {
-        v.map_or(Ok("nil".to_string()), |v| Ok(fit(e, "value", v)?.to_string()))
+        v.map_or(Ok("nil".to_string()), |v| {
+            Ok(fit(e, "value", v)?.to_string())
+        })
     };
     Ok(match &e.op {
         Op::Read { key, value } => format!("[{} {}]", fit(e, "key", *key)?, opt(*value)?),
-        Op::Write { key, value } => format!("[{} {}]", fit(e, "key", *key)?, fit(e, "value", *value)?),
+        Op::Write { key, value } => {
+            format!("[{} {}]", fit(e, "key", *key)?, fit(e, "value", *value)?)
+        }
         Op::Txn(mops) => {
             let mut s = String::from("[");
             for (i, m) in mops.iter().enumerate() {
@@ -439,10 +478,20 @@ fn edn_value(e: &Event) -> Result<String, HistoryError> {
                 }
                 match m {
                     Mop::Append { key, value } => {
-                        let _ = write!(s, "[:append {} {}]", fit(e, "key", *key)?, fit(e, "value", *value)?);
+                        let _ = write!(
+                            s,
+                            "[:append {} {}]",
+                            fit(e, "key", *key)?,
+                            fit(e, "value", *value)?
+                        );
                     }
                     Mop::RegWrite { key, value } => {
-                        let _ = write!(s, "[:w {} {}]", fit(e, "key", *key)?, fit(e, "value", *value)?);
+                        let _ = write!(
+                            s,
+                            "[:w {} {}]",
+                            fit(e, "key", *key)?,
+                            fit(e, "value", *value)?
+                        );
                     }
                     Mop::RegRead { key, value } => {
                         let _ = write!(s, "[:r {} {}]", fit(e, "key", *key)?, opt(*value)?);
@@ -527,20 +576,41 @@ impl Recorder {
     }
 
     fn now(&mut self, now: Duration) -> u64 {
-        let t = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX).max(self.last_time);
+        let t = u64::try_from(now.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(self.last_time);
         self.last_time = t;
         t
     }
 
-    fn push(&mut self, process: u64, kind: EventKind, op: Op, now: Duration, node: Option<u64>) -> u64 {
+    fn push(
+        &mut self,
+        process: u64,
+        kind: EventKind,
+        op: Op,
+        now: Duration,
+        node: Option<u64>,
+    ) -> u64 {
         let time_nanos = self.now(now);
         let index = self.events.len() as u64;
-        self.events.push(Event { index, process, kind, op, time_nanos, node });
+        self.events.push(Event {
+            index,
+            process,
+            kind,
+            op,
+            time_nanos,
+            node,
+        });
         index
     }
 
     /// Records an invocation by `process` (node unknown). Read values in `op` are cleared.
-    pub fn invoke(&mut self, process: u64, op: Op, now: Duration) -> Result<OpHandle, HistoryError> {
+    pub fn invoke(
+        &mut self,
+        process: u64,
+        op: Op,
+        now: Duration,
+    ) -> Result<OpHandle, HistoryError> {
         self.invoke_on(process, None, op, now)
     }
 
@@ -553,28 +623,40 @@ impl Recorder {
         now: Duration,
     ) -> Result<OpHandle, HistoryError> {
         if let Some(&(open_index, _)) = self.open.get(&process) {
-            return Err(HistoryError::ProcessBusy { process, open_index });
+            return Err(HistoryError::ProcessBusy {
+                process,
+                open_index,
+            });
         }
         let index = self.push(process, EventKind::Invoke, op.as_invocation(), now, node);
         self.open.insert(process, (index, node));
-        Ok(OpHandle { process, invoke_index: index })
+        Ok(OpHandle {
+            process,
+            invoke_index: index,
+        })
     }
 
     /// Sets the node recorded on the completion (e.g. after a redirect to the leader).
     pub fn set_node(&mut self, handle: &OpHandle, node: Option<u64>) {
-        if let Some(entry) = self.open.get_mut(&handle.process) {
-            if entry.0 == handle.invoke_index {
-                entry.1 = node;
-            }
+        if let Some(entry) = self.open.get_mut(&handle.process)
+            && entry.0 == handle.invoke_index
+        {
+            entry.1 = node;
         }
     }
 
     fn close(&mut self, handle: &OpHandle) -> Result<(Op, Option<u64>), HistoryError> {
-        let unknown =
-            || HistoryError::UnknownHandle { process: handle.process, invoke_index: handle.invoke_index };
+        let unknown = || HistoryError::UnknownHandle {
+            process: handle.process,
+            invoke_index: handle.invoke_index,
+        };
         match self.open.get(&handle.process) {
             Some(&(i, node)) if i == handle.invoke_index => {
-                let op = self.events.get(i as usize).map(|e| e.op.clone()).ok_or_else(unknown)?;
+                let op = self
+                    .events
+                    .get(i as usize)
+                    .map(|e| e.op.clone())
+                    .ok_or_else(unknown)?;
                 self.open.remove(&handle.process);
                 Ok((op, node))
             }
@@ -584,20 +666,25 @@ impl Recorder {
 
     /// Records a successful completion; `completed` carries the values read and must have the
     /// invoked op's shape (same variant, keys and written values).
-    pub fn ok(&mut self, handle: OpHandle, completed: Op, now: Duration) -> Result<(), HistoryError> {
+    pub fn ok(
+        &mut self,
+        handle: OpHandle,
+        completed: Op,
+        now: Duration,
+    ) -> Result<(), HistoryError> {
         let invoked = match self.open.get(&handle.process) {
             Some(&(i, _)) if i == handle.invoke_index => self.events.get(i as usize).map(|e| &e.op),
             _ => None,
         };
-        if let Some(invoked) = invoked {
-            if !invoked.same_shape(&completed) {
-                return Err(HistoryError::ShapeMismatch {
-                    process: handle.process,
-                    invoke_index: handle.invoke_index,
-                    invoked: Box::new(invoked.clone()),
-                    completed: Box::new(completed),
-                });
-            }
+        if let Some(invoked) = invoked
+            && !invoked.same_shape(&completed)
+        {
+            return Err(HistoryError::ShapeMismatch {
+                process: handle.process,
+                invoke_index: handle.invoke_index,
+                invoked: Box::new(invoked.clone()),
+                completed: Box::new(completed),
+            });
         }
         let (_, node) = self.close(&handle)?;
         self.push(handle.process, EventKind::Ok, completed, now, node);
@@ -637,7 +724,9 @@ impl Recorder {
                 self.push(process, EventKind::Info, op, now, node);
             }
         }
-        History { events: self.events }
+        History {
+            events: self.events,
+        }
     }
 }
 
@@ -654,7 +743,9 @@ impl SharedRecorder {
 
     /// Locks the recorder for one call, e.g. `rec.lock().invoke(p, op, now)`.
     pub fn lock(&self) -> MutexGuard<'_, Recorder> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes the recorded events out (leaving an empty recorder) and finishes them at `now`.
