@@ -1,0 +1,184 @@
+//! Seeded disk faults and the small deterministic generator that draws them.
+
+use std::sync::Mutex;
+
+/// SplitMix64: a tiny, fast, seedable generator. Every random choice in the storage and crash
+/// modules comes from one of these, seeded from the run seed — never from the OS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRng {
+    state: u64,
+}
+
+impl SimRng {
+    /// A generator seeded with `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// A generator for the sub-stream `stream` of `seed` (independent streams of one run seed).
+    #[must_use]
+    pub fn derive(seed: u64, stream: u64) -> Self {
+        let mut mixer = Self::new(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F));
+        Self::new(mixer.next_u64())
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`0` when `n == 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        // Lemire's multiply-shift; the tiny bias is irrelevant for fault schedules.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A value in `lo..=hi`.
+    pub fn range_inclusive(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// `true` with probability `p` (clamped to `0..=1`).
+    pub fn chance(&mut self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        if p >= 1.0 {
+            return true;
+        }
+        // 53 random bits → a uniform float in [0, 1).
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        unit < p
+    }
+}
+
+/// Disk faults of one simulated node.
+///
+/// For the **memory** backend these are applied by the backend itself, drawn from a
+/// [`SimRng`] seeded with [`DiskFaults::seed`]. For **redb** the same figures configure
+/// turmoil's simulated filesystem ([`DiskFaults::apply_to_turmoil`]), whose choices come from
+/// turmoil's world generator (the simulation seed); turmoil's file-system settings are global
+/// to one `Sim`, so every host shares them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskFaults {
+    /// Seed of the memory backend's fault generator (derive it from the run seed).
+    pub seed: u64,
+    /// Probability that a write is made durable at once, together with everything written
+    /// before it (the OS flushing its cache early). turmoil: `sync_probability`, per file write.
+    pub early_sync_probability: f64,
+    /// Probability that a write or sync fails with an I/O error (nothing is applied by a failed
+    /// memory write; a failed sync leaves the durable image as it was). turmoil:
+    /// `io_error_probability` (EIO on reads and writes).
+    pub io_error_probability: f64,
+    /// Disk capacity in bytes: a write that would grow the store beyond it fails with "no space"
+    /// (memory: sum of key and value bytes of the volatile image; turmoil: bytes of all files).
+    pub capacity_bytes: Option<u64>,
+    /// Torn writes: on a crash every unsynced file write keeps a random prefix of whole blocks
+    /// of this size (turmoil `block_size`; redb only). The memory backend keeps whole batches
+    /// (a torn batch record would be dropped by its checksum in a real log), so it ignores this.
+    pub torn_write_block: Option<u64>,
+}
+
+impl Default for DiskFaults {
+    /// No faults at all.
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            early_sync_probability: 0.0,
+            io_error_probability: 0.0,
+            capacity_bytes: None,
+            torn_write_block: None,
+        }
+    }
+}
+
+impl DiskFaults {
+    /// Configures turmoil's simulated filesystem with these faults (for redb hosts). Call on the
+    /// `Builder` before `build()`.
+    pub fn apply_to_turmoil(&self, builder: &mut turmoil::Builder) {
+        let fs = builder.fs();
+        fs.sync_probability(self.early_sync_probability.clamp(0.0, 1.0));
+        fs.io_error_probability(self.io_error_probability.clamp(0.0, 1.0));
+        if let Some(capacity) = self.capacity_bytes {
+            fs.capacity(capacity);
+        }
+        if let Some(block) = self.torn_write_block.filter(|b| *b > 0) {
+            fs.block_size(block);
+        }
+    }
+}
+
+/// A [`SimRng`] behind a lock, shared by a disk and its backends.
+#[derive(Debug)]
+pub(crate) struct SharedRng(Mutex<SimRng>);
+
+impl SharedRng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(Mutex::new(SimRng::derive(seed, 0xD15C)))
+    }
+
+    pub(crate) fn chance(&self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .chance(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_stream_different_seed_different_stream() {
+        let a: Vec<u64> = {
+            let mut r = SimRng::new(7);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = SimRng::new(7);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut r = SimRng::new(8);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(SimRng::derive(7, 1), SimRng::derive(7, 2));
+    }
+
+    #[test]
+    fn below_and_chance_stay_in_range() {
+        let mut r = SimRng::new(1);
+        let mut hits = 0;
+        for _ in 0..10_000 {
+            assert!(r.below(10) < 10);
+            let v = r.range_inclusive(3, 5);
+            assert!((3..=5).contains(&v));
+            if r.chance(0.25) {
+                hits += 1;
+            }
+        }
+        assert!(
+            (2_000..3_000).contains(&hits),
+            "{hits} hits of 10000 at p=0.25"
+        );
+        assert!(!r.chance(0.0));
+        assert!(r.chance(1.0));
+    }
+}
