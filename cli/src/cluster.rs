@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use zcore_cluster::rpc::{self, ClientReply, ClientRequest, WireError};
-use zcore_cluster::{ClusterNode, ClusterStatus, NodeConfig, NodeId, TcpTransport, Timeouts};
+use zcore_cluster::{
+    ClusterNode, ClusterStatus, NodeConfig, NodeId, Outcome, Response, TcpTransport, Timeouts,
+};
 
 use crate::error::CliError;
 
@@ -70,6 +72,39 @@ pub enum ClusterCommand {
     /// Print the node's view of the cluster: role, term, leader, log, commit and applied
     /// index, members, replication lag per follower (on the leader)
     Status,
+    /// Create a user collection on every replica (idempotent)
+    CreateCollection {
+        /// Collection name
+        name: String,
+    },
+    /// Write KEY=VALUE in COLLECTION as one replicated transaction (sent to the leader by
+    /// the node at --addr); prints the commit version on stderr
+    Put {
+        /// Collection name
+        collection: String,
+        /// Key (UTF-8)
+        key: String,
+        /// Value (UTF-8)
+        value: String,
+    },
+    /// Remove KEY from COLLECTION as one replicated transaction
+    Delete {
+        /// Collection name
+        collection: String,
+        /// Key (UTF-8)
+        key: String,
+    },
+    /// Print the value of KEY in COLLECTION as the node at --addr sees it: linearizable
+    /// (confirmed with the leader) unless --stale (exit code 3 if missing)
+    Get {
+        /// Collection name
+        collection: String,
+        /// Key (UTF-8)
+        key: String,
+        /// Read the node's applied state without asking the leader
+        #[arg(long)]
+        stale: bool,
+    },
 }
 
 fn member(spec: &str) -> Result<(NodeId, String), CliError> {
@@ -137,6 +172,32 @@ pub async fn run(args: &ClusterArgs, json: bool) -> Result<(), CliError> {
         ClusterCommand::Promote { id } => ClientRequest::Promote { id: *id },
         ClusterCommand::Remove { id } => ClientRequest::Remove { id: *id },
         ClusterCommand::Status => ClientRequest::Status,
+        ClusterCommand::CreateCollection { name } => {
+            ClientRequest::CreateCollection { name: name.clone() }
+        }
+        ClusterCommand::Put {
+            collection,
+            key,
+            value,
+        } => ClientRequest::Put {
+            collection: collection.clone(),
+            key: key.clone().into_bytes(),
+            value: Some(value.clone().into_bytes()),
+        },
+        ClusterCommand::Delete { collection, key } => ClientRequest::Put {
+            collection: collection.clone(),
+            key: key.clone().into_bytes(),
+            value: None,
+        },
+        ClusterCommand::Get {
+            collection,
+            key,
+            stale,
+        } => ClientRequest::Get {
+            collection: collection.clone(),
+            key: key.clone().into_bytes(),
+            stale: *stale,
+        },
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
     let timeouts = Timeouts {
@@ -153,6 +214,10 @@ pub async fn run(args: &ClusterArgs, json: bool) -> Result<(), CliError> {
             .map_err(|e| CliError::runtime(e.to_string()))?;
         match reply {
             Ok(ClientReply::Status(status)) => return print_status(&status, json),
+            Ok(ClientReply::Response(response)) => return print_response(&response, json),
+            Ok(ClientReply::Value { version, value }) => {
+                return print_value(&args.command, version, value.as_deref(), json);
+            }
             Ok(_) => {
                 if json {
                     println!("{{\"ok\":true}}");
@@ -171,6 +236,59 @@ pub async fn run(args: &ClusterArgs, json: bool) -> Result<(), CliError> {
     Err(CliError::runtime(
         "the leader kept changing; try again".to_owned(),
     ))
+}
+
+fn print_response(response: &Response, json: bool) -> Result<(), CliError> {
+    match &response.outcome {
+        Outcome::Committed { version } => {
+            if json {
+                println!("{{\"version\":{version}}}");
+            } else {
+                let _ = writeln!(std::io::stderr(), "zstore: committed at version {version}");
+            }
+            Ok(())
+        }
+        Outcome::Conflict { message } => Err(CliError::runtime(format!("conflict: {message}"))),
+        Outcome::Rejected { message } => Err(CliError::usage(message.clone())),
+        Outcome::Stale | Outcome::Batch(_) => Err(CliError::runtime(format!(
+            "unexpected outcome {:?}",
+            response.outcome
+        ))),
+    }
+}
+
+fn print_value(
+    command: &ClusterCommand,
+    version: u64,
+    value: Option<&[u8]>,
+    json: bool,
+) -> Result<(), CliError> {
+    let Some(value) = value else {
+        let what = match command {
+            ClusterCommand::Get {
+                collection, key, ..
+            } => format!("key {key:?} in collection `{collection}`"),
+            _ => "the key".to_owned(),
+        };
+        return Err(CliError::not_found(format!(
+            "{what} (at version {version})"
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({
+                "version": version,
+                "value": String::from_utf8_lossy(value),
+            }),
+        )?;
+        writeln!(out)?;
+    } else {
+        out.write_all(value)?;
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 fn print_status(status: &ClusterStatus, json: bool) -> Result<(), CliError> {

@@ -45,6 +45,8 @@ pub enum Kind {
     SnapshotMeta = 6,
     /// [`crate::records::SnapshotPart`] inside a snapshot file.
     SnapshotPart = 7,
+    /// The state machine's session floor (a `u64`).
+    SessionFloor = 8,
     /// An RPC request.
     Request = 20,
     /// An RPC response.
@@ -61,6 +63,7 @@ impl Kind {
             5 => Self::Client,
             6 => Self::SnapshotMeta,
             7 => Self::SnapshotPart,
+            8 => Self::SessionFloor,
             20 => Self::Request,
             21 => Self::Response,
             _ => return None,

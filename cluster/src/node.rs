@@ -22,12 +22,13 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use rand::RngCore;
-use tokio::sync::OwnedRwLockReadGuard;
+use tokio::sync::{OwnedRwLockReadGuard, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zcore_engine::mvcc::replica::ReplicatedTxn;
+use zcore_engine::mvcc::replica::ReplicatedWrite;
 use zcore_engine::{
-    EngineOptions, ReadTransaction, StorageBackend, TxnError, Version, WriteOptions,
-    WriteTransaction,
+    CollectionName, EngineOptions, Isolation, ReadTransaction, StorageBackend, TxnError, Version,
+    WriteOptions, WriteTransaction,
 };
 
 use crate::config::{ConfigError, NodeConfig};
@@ -37,7 +38,7 @@ use crate::network::NetworkFactory;
 use crate::rpc::{self, CallError, ClientReply, ClientRequest, WireError};
 use crate::runtime::RaftRng;
 use crate::server;
-use crate::state_machine::StateMachineStore;
+use crate::state_machine::{SESSION_EXPIRY_ENTRIES, StateMachineStore};
 use crate::status::ClusterStatus;
 use crate::transport::{Timeouts, Transport};
 use crate::types::{Command, Node, NodeId, Outcome, Raft, Request, RequestId, Response};
@@ -124,6 +125,12 @@ pub(crate) struct Shared {
     pub(crate) log: LogStore,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) timeouts: Timeouts,
+    /// Client sessions of this node, reused one request at a time.
+    sessions: Mutex<Vec<Session>>,
+    /// Idle connections to other nodes for forwarded client requests.
+    pool: rpc::ConnPool,
+    /// The leader's proposal batcher.
+    batcher: mpsc::Sender<Proposal>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -139,14 +146,123 @@ impl std::fmt::Debug for Shared {
 struct Session {
     client: u64,
     next: u64,
+    /// Applied index when the session was opened.
+    opened: u64,
+    /// Log index of the last response (at first: `opened`).
+    last_index: u64,
 }
 
 /// One replica of a zcore-storage cluster. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ClusterNode {
     shared: Arc<Shared>,
-    sessions: Arc<Mutex<Vec<Session>>>,
-    server: Arc<Mutex<Option<JoinHandle<()>>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// A client request waiting for the leader's batcher, and where its answer goes.
+type Proposal = (Request, oneshot::Sender<Result<Response, WireError>>);
+
+/// Most requests in one batch entry.
+const MAX_BATCH: usize = 1024;
+/// Batches stop growing past this many bytes of keys and values.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batch entries proposed and not yet applied at once. openraft appends (and syncs) every
+/// proposed entry on its own, one after the other; requests that arrive while this many
+/// entries are in flight wait and go together into the next one.
+const MAX_IN_FLIGHT: usize = 2;
+
+fn request_bytes(request: &Request) -> usize {
+    match &request.command {
+        Command::Txn(txn) => txn
+            .writes
+            .iter()
+            .map(|w| w.key.len() + w.value.as_ref().map_or(0, Vec::len) + 16)
+            .sum(),
+        _ => 64,
+    }
+}
+
+/// The leader's proposal batcher (group commit for the Raft log).
+///
+/// openraft 0.9 handles every `client_write` as its own log entry and appends each entry
+/// with its own durable write inside its core loop, so concurrent commits proposed one by
+/// one are bounded by one synced log write each on the leader. The batcher instead puts the
+/// transactions that arrive while [`MAX_IN_FLIGHT`] entries are in flight into one
+/// [`Command::Batch`] entry: one log append, one replication round, one state-machine write
+/// for all of them, each with its own request id and outcome.
+async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Proposal>) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let mut bytes = request_bytes(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += request_bytes(&p.0);
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            propose_batch(&raft, batch).await;
+        });
+    }
+}
+
+async fn propose_batch(raft: &Raft, batch: Vec<Proposal>) {
+    let (txns, others): (Vec<Proposal>, Vec<Proposal>) = batch
+        .into_iter()
+        .partition(|(r, _)| matches!(r.command, Command::Txn(_)));
+    let mut groups: Vec<Vec<Proposal>> = others.into_iter().map(|p| vec![p]).collect();
+    if !txns.is_empty() {
+        groups.push(txns);
+    }
+    for group in groups {
+        if group.len() == 1 {
+            for (request, tx) in group {
+                let result = raft
+                    .client_write(request)
+                    .await
+                    .map(|r| r.data)
+                    .map_err(write_error);
+                let _ = tx.send(result);
+            }
+            continue;
+        }
+        let (requests, senders): (Vec<Request>, Vec<_>) = group.into_iter().unzip();
+        let n = requests.len();
+        let entry = Request {
+            id: None,
+            command: Command::Batch(requests),
+        };
+        match raft.client_write(entry).await {
+            Ok(r) => match r.data.outcome {
+                Outcome::Batch(responses) if responses.len() == n => {
+                    for (tx, response) in senders.into_iter().zip(responses) {
+                        let _ = tx.send(Ok(response));
+                    }
+                }
+                other => {
+                    let e = WireError::Failed(format!("unexpected outcome of a batch: {other:?}"));
+                    for tx in senders {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            },
+            Err(e) => {
+                let e = write_error(e);
+                for tx in senders {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// A write transaction on a cluster node: the engine's [`WriteTransaction`] (reads see this
@@ -232,19 +348,61 @@ impl Shared {
     pub(crate) async fn handle(&self, request: ClientRequest) -> Result<ClientReply, WireError> {
         match request {
             ClientRequest::Propose(request) => {
-                if !self.is_leader() {
-                    return Err(self.not_leader());
-                }
-                let response = self.raft.client_write(request).await.map_err(write_error)?;
-                Ok(ClientReply::Response(response.data))
+                self.submit(request).await.map(ClientReply::Response)
             }
-            ClientRequest::ReadIndex => match self.raft.ensure_linearizable().await {
-                Ok(read) => Ok(ClientReply::ReadIndex(read.map_or(0, |l| l.index))),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    Err(leader_of(&f))
+            ClientRequest::ReadIndex => self.read_index().await.map(ClientReply::ReadIndex),
+            ClientRequest::Put {
+                collection,
+                key,
+                value,
+            } => {
+                let collection = CollectionName::new(&collection)
+                    .map_err(|e| WireError::Invalid(e.to_string()))?;
+                // A blind write: serializable without reads never conflicts; the read
+                // version only has to be recent.
+                let txn = ReplicatedTxn {
+                    read_version: self.sm.engine().latest_version(),
+                    isolation: Isolation::Serializable,
+                    reads: Vec::new(),
+                    writes: vec![ReplicatedWrite {
+                        collection,
+                        key,
+                        value,
+                    }],
+                };
+                self.propose(Command::Txn(txn))
+                    .await
+                    .map(ClientReply::Response)
+                    .map_err(wire_of)
+            }
+            ClientRequest::CreateCollection { name } => self
+                .propose(Command::CreateCollection(name))
+                .await
+                .map(ClientReply::Response)
+                .map_err(wire_of),
+            ClientRequest::Get {
+                collection,
+                key,
+                stale,
+            } => {
+                let collection = CollectionName::new(&collection)
+                    .map_err(|e| WireError::Invalid(e.to_string()))?;
+                if !stale {
+                    self.read_barrier().await.map_err(wire_of)?;
                 }
-                Err(e) => Err(WireError::Failed(e.to_string())),
-            },
+                let _gate = self.sm.read_gate().read().await;
+                let read = self.sm.engine().begin_read();
+                let value = read.get(&collection, &key).await.map_err(|e| match e {
+                    TxnError::CollectionNotFound { .. } | TxnError::InvalidKey { .. } => {
+                        WireError::Invalid(e.to_string())
+                    }
+                    other => WireError::Failed(other.to_string()),
+                })?;
+                Ok(ClientReply::Value {
+                    version: read.version(),
+                    value,
+                })
+            }
             ClientRequest::Initialize { members } => {
                 if members.is_empty() {
                     return Err(WireError::Invalid("no members given".to_owned()));
@@ -269,11 +427,24 @@ impl Shared {
                 if !self.is_leader() {
                     return Err(self.not_leader());
                 }
-                self.raft
-                    .add_learner(id, Node { addr }, true)
-                    .await
-                    .map_err(write_error)?;
-                Ok(ClientReply::Done)
+                let wait = self.timeouts.request;
+                match tokio::time::timeout(
+                    wait,
+                    self.raft.add_learner(id, Node { addr: addr.clone() }, true),
+                )
+                .await
+                {
+                    Ok(result) => {
+                        result.map_err(write_error)?;
+                        Ok(ClientReply::Done)
+                    }
+                    // The membership change may be committed already; only the catch-up is
+                    // missing (an unreachable or slow learner).
+                    Err(_) => Err(WireError::Failed(format!(
+                        "node {id} at {addr} did not catch up within {wait:?}; it may have been \
+                         added as a learner (remove it with `remove {id}`)"
+                    ))),
+                }
             }
             ClientRequest::Promote { id } => {
                 if !self.is_leader() {
@@ -335,6 +506,183 @@ impl Shared {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
+    /// Proposes `request` through the batcher (on the leader only).
+    async fn submit(&self, request: Request) -> Result<Response, WireError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.batcher.send((request, tx)).await.is_err() {
+            return Err(WireError::Failed("the node is stopping".to_owned()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(WireError::Failed("the node is stopping".to_owned())))
+    }
+
+    /// The leader's read index (ReadIndex: leadership confirmed by a quorum).
+    async fn read_index(&self) -> Result<u64, WireError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(read) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(leader_of(&f)),
+            Err(e) => Err(WireError::Failed(e.to_string())),
+        }
+    }
+
+    /// A forwarded client request over a pooled connection.
+    async fn forward(
+        &self,
+        addr: &str,
+        request: ClientRequest,
+        rpc_timeout: Duration,
+    ) -> Result<Result<ClientReply, WireError>, CallError> {
+        self.pool
+            .call(&*self.transport, addr, request, &self.timeouts, rpc_timeout)
+            .await
+    }
+
+    /// Waits until this node has applied everything committed before the call (ReadIndex).
+    pub(crate) async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let timeout = self.timeouts.request;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last;
+        loop {
+            let result = match self.leader() {
+                Some((id, _)) if id == self.id => {
+                    self.read_index().await.map(ClientReply::ReadIndex)
+                }
+                Some((_, addr)) => self
+                    .forward(
+                        &addr,
+                        ClientRequest::ReadIndex,
+                        self.timeouts
+                            .rpc
+                            .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                    )
+                    .await
+                    .unwrap_or_else(|e| Err(WireError::Failed(e.to_string()))),
+                None => Err(WireError::NotLeader { leader: None }),
+            };
+            match result {
+                Ok(ClientReply::ReadIndex(index)) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match self
+                        .raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "read index")
+                        .await
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Ok(_) => last = "unexpected reply to a read-index request".to_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ClusterError::Unavailable { timeout, last });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn take_session(&self) -> Session {
+        let applied = self.sm.engine().latest_version();
+        let mut pool = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(session) = pool.pop() {
+            // Retire sessions long before the state machine could expire their record.
+            if applied.saturating_sub(session.last_index) < SESSION_EXPIRY_ENTRIES / 2 {
+                return session;
+            }
+        }
+        Session {
+            client: RaftRng.next_u64(),
+            next: 1,
+            opened: applied,
+            last_index: applied,
+        }
+    }
+
+    fn return_session(&self, session: Session) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(session);
+    }
+
+    /// Proposes `command` with a fresh request id, retrying with the same id across leader
+    /// changes and lost responses until a definitive answer or the request timeout.
+    pub(crate) async fn propose(&self, command: Command) -> Result<Response, ClusterError> {
+        let mut session = self.take_session();
+        let request = Request {
+            id: Some(RequestId {
+                client: session.client,
+                serial: session.next,
+                opened: session.opened,
+            }),
+            command,
+        };
+        let timeout = self.timeouts.request;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut maybe_sent = false;
+        let mut last;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = match self.leader() {
+                Some((id, _)) if id == self.id => {
+                    maybe_sent = true;
+                    match tokio::time::timeout(left, self.submit(request.clone())).await {
+                        Ok(r) => r.map(ClientReply::Response),
+                        Err(_) => Err(WireError::Failed("timed out".to_owned())),
+                    }
+                }
+                Some((_, addr)) => {
+                    match self
+                        .forward(
+                            &addr,
+                            ClientRequest::Propose(request.clone()),
+                            left.min(self.timeouts.rpc),
+                        )
+                        .await
+                    {
+                        Ok(reply) => {
+                            maybe_sent = true;
+                            reply
+                        }
+                        Err(e) => {
+                            maybe_sent |= !e.not_sent();
+                            Err(WireError::Failed(e.to_string()))
+                        }
+                    }
+                }
+                None => Err(WireError::NotLeader { leader: None }),
+            };
+            match result {
+                Ok(ClientReply::Response(response)) => {
+                    session.next += 1;
+                    session.last_index = response.index;
+                    self.return_session(session);
+                    return Ok(response);
+                }
+                Ok(_) => last = "unexpected reply to a proposal".to_owned(),
+                // Not applied; the session is dropped so its serials stay gap-free.
+                Err(WireError::Invalid(m)) => return Err(ClusterError::Invalid(m)),
+                Err(e) => last = e.to_string(),
+            }
+            if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+                // The session's request may still be applied later: never reuse the session.
+                return Err(if maybe_sent {
+                    ClusterError::OutcomeUnknown { timeout, last }
+                } else {
+                    ClusterError::Unavailable { timeout, last }
+                });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
     /// (voters, every node) of the current membership.
     fn members(&self) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
         let m = self.raft.metrics().borrow().membership_config.clone();
@@ -385,12 +733,26 @@ impl ClusterNode {
         backend: Arc<dyn StorageBackend>,
         transport: Arc<dyn Transport>,
     ) -> Result<Self, ClusterError> {
+        Self::start_on_with(config, backend, transport, EngineOptions::default()).await
+    }
+
+    /// As [`start_on`](Self::start_on), with explicit engine options for the state machine
+    /// (the simulator uses it for its negative controls, e.g. conflict detection off).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_on_with(
+        config: NodeConfig,
+        backend: Arc<dyn StorageBackend>,
+        transport: Arc<dyn Transport>,
+        engine_options: EngineOptions,
+    ) -> Result<Self, ClusterError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
         let timeouts = config.timeouts.timeouts();
         let log = LogStore::open(Arc::clone(&backend)).await?;
-        let sm = StateMachineStore::open(backend, config.snapshot_dir(), EngineOptions::default())
-            .await?;
+        let sm = StateMachineStore::open(backend, config.snapshot_dir(), engine_options).await?;
         let listener = transport
             .bind(&config.listen)
             .await
@@ -413,6 +775,7 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let (batcher, proposals) = mpsc::channel(4 * MAX_BATCH);
         let shared = Arc::new(Shared {
             id: config.node_id,
             addr,
@@ -421,12 +784,15 @@ impl ClusterNode {
             log,
             transport,
             timeouts,
+            sessions: Mutex::new(Vec::new()),
+            pool: rpc::ConnPool::default(),
+            batcher,
         });
+        let batcher = tokio::spawn(run_batcher(shared.raft.clone(), proposals));
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         let node = Self {
             shared,
-            sessions: Arc::new(Mutex::new(Vec::new())),
-            server: Arc::new(Mutex::new(Some(server))),
+            tasks: Arc::new(Mutex::new(vec![server, batcher])),
         };
         let members = config.bootstrap_members()?;
         if !members.is_empty()
@@ -585,48 +951,7 @@ impl ClusterNode {
     ///
     /// [`ClusterError::Unavailable`] when no leader confirms within the request timeout.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
-        let shared = &self.shared;
-        let timeout = shared.timeouts.request;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last;
-        loop {
-            let result = match shared.leader() {
-                Some((id, _)) if id == shared.id => shared.handle(ClientRequest::ReadIndex).await,
-                Some((_, addr)) => rpc::call_client(
-                    &*shared.transport,
-                    &addr,
-                    ClientRequest::ReadIndex,
-                    &shared.timeouts,
-                    shared
-                        .timeouts
-                        .rpc
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-                )
-                .await
-                .unwrap_or_else(|e| Err(WireError::Failed(e.to_string()))),
-                None => Err(WireError::NotLeader { leader: None }),
-            };
-            match result {
-                Ok(ClientReply::ReadIndex(index)) => {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match shared
-                        .raft
-                        .wait(Some(left))
-                        .applied_index_at_least(Some(index), "read index")
-                        .await
-                    {
-                        Ok(_) => return Ok(()),
-                        Err(e) => last = e.to_string(),
-                    }
-                }
-                Ok(_) => last = "unexpected reply to a read-index request".to_owned(),
-                Err(e) => last = e.to_string(),
-            }
-            if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
-                return Err(ClusterError::Unavailable { timeout, last });
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
+        self.shared.read_barrier().await
     }
 
     /// A read transaction.
@@ -756,102 +1081,8 @@ impl ClusterNode {
         )
     }
 
-    fn take_session(&self) -> Session {
-        let pooled = self
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        pooled.unwrap_or_else(|| Session {
-            client: RaftRng.next_u64(),
-            next: 1,
-        })
-    }
-
-    fn return_session(&self, session: Session) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(session);
-    }
-
-    /// Proposes `command` with a fresh request id, retrying with the same id across leader
-    /// changes and lost responses until a definitive answer or the request timeout.
     async fn propose(&self, command: Command) -> Result<Response, ClusterError> {
-        let shared = &self.shared;
-        let mut session = self.take_session();
-        let request = Request {
-            id: Some(RequestId {
-                client: session.client,
-                serial: session.next,
-            }),
-            command,
-        };
-        let timeout = shared.timeouts.request;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut maybe_sent = false;
-        let mut last;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let result = match shared.leader() {
-                Some((id, _)) if id == shared.id => {
-                    maybe_sent = true;
-                    match tokio::time::timeout(
-                        left,
-                        shared.handle(ClientRequest::Propose(request.clone())),
-                    )
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(WireError::Failed("timed out".to_owned())),
-                    }
-                }
-                Some((_, addr)) => {
-                    match rpc::call_client(
-                        &*shared.transport,
-                        &addr,
-                        ClientRequest::Propose(request.clone()),
-                        &shared.timeouts,
-                        left.min(shared.timeouts.rpc),
-                    )
-                    .await
-                    {
-                        Ok(reply) => {
-                            maybe_sent = true;
-                            reply
-                        }
-                        Err(e) => {
-                            maybe_sent |= !e.not_sent();
-                            Err(WireError::Failed(e.to_string()))
-                        }
-                    }
-                }
-                None => Err(WireError::NotLeader { leader: None }),
-            };
-            match result {
-                Ok(ClientReply::Response(response)) => {
-                    session.next += 1;
-                    self.return_session(session);
-                    return Ok(response);
-                }
-                Ok(_) => last = "unexpected reply to a proposal".to_owned(),
-                Err(WireError::Invalid(m)) => {
-                    session.next += 1;
-                    self.return_session(session);
-                    return Err(ClusterError::Invalid(m));
-                }
-                Err(e) => last = e.to_string(),
-            }
-            if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
-                // The session's request may still be applied later: never reuse the session.
-                return Err(if maybe_sent {
-                    ClusterError::OutcomeUnknown { timeout, last }
-                } else {
-                    ClusterError::Unavailable { timeout, last }
-                });
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
+        self.shared.propose(command).await
     }
 
     /// Stops Raft and the RPC server and closes the engine (and its backend).
@@ -860,14 +1091,15 @@ impl ClusterNode {
     ///
     /// Raft or backend errors while stopping.
     pub async fn shutdown(&self) -> Result<(), ClusterError> {
-        let server = self
-            .server
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(server) = server {
-            server.abort();
-            let _ = server.await;
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
         }
         self.shared
             .raft
@@ -879,14 +1111,26 @@ impl ClusterNode {
     }
 }
 
+/// A client-facing error as it travels back over the wire.
+fn wire_of(e: ClusterError) -> WireError {
+    match e {
+        ClusterError::Invalid(m) | ClusterError::Rejected(m) => WireError::Invalid(m),
+        other => WireError::Failed(other.to_string()),
+    }
+}
+
 fn outcome(response: Response) -> Result<Version, ClusterError> {
     match response.outcome {
         Outcome::Committed { version } => Ok(version),
         Outcome::Conflict { message } => Err(ClusterError::Conflict(message)),
         Outcome::Rejected { message } => Err(ClusterError::Rejected(message)),
+        Outcome::Batch(_) => Err(ClusterError::Raft(
+            "a batch outcome for a single request".to_owned(),
+        )),
         Outcome::Stale => Err(ClusterError::OutcomeUnknown {
             timeout: Duration::ZERO,
-            last: "a newer request of the same session was applied first".to_owned(),
+            last: "a newer request of the same session was applied first, or the session expired"
+                .to_owned(),
         }),
     }
 }

@@ -221,7 +221,7 @@ impl From<SnapshotMetaRecord> for SnapshotMeta<NodeId, BasicNode> {
 }
 
 /// One part of a snapshot file, in order: `Header`, then per collection `Collection` followed
-/// by its `Entries`, then `Clients`, then `End`.
+/// by its `Entries`, then `Clients`, `SessionFloor`, then `End`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SnapshotPart {
     /// What the snapshot is.
@@ -235,6 +235,9 @@ pub enum SnapshotPart {
     Entries(Vec<(Vec<u8>, Vec<u8>)>),
     /// Client sessions.
     Clients(Vec<ClientRecord>),
+    /// The session floor: sessions opened below this log index whose records are gone have
+    /// expired (see `state_machine::SessionLimits`).
+    SessionFloor(u64),
     /// End marker with the number of entries written, for a completeness check.
     End {
         /// Total number of data entries.

@@ -2,6 +2,7 @@
 //! per round trip, every step under a timeout.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::error::InstallSnapshotError;
@@ -63,6 +64,32 @@ pub enum ClientRequest {
     },
     /// This node's view of the cluster.
     Status,
+    /// Write (`Some`) or delete (`None`) one key as its own transaction, through the leader
+    /// (any node forwards it). Answered with [`ClientReply::Response`].
+    Put {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value, or `None` to delete.
+        value: Option<Vec<u8>>,
+    },
+    /// Read one key on the node asked: linearizable (ReadIndex) unless `stale`. Answered
+    /// with [`ClientReply::Value`].
+    Get {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: Vec<u8>,
+        /// Read this node's applied state without asking the leader.
+        stale: bool,
+    },
+    /// Create a user collection on every replica (any node forwards it). Answered with
+    /// [`ClientReply::Response`].
+    CreateCollection {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Mirror of the errors a Raft RPC can return remotely.
@@ -123,6 +150,13 @@ pub enum ClientReply {
     Done,
     /// Status.
     Status(Box<ClusterStatus>),
+    /// A value read by [`ClientRequest::Get`].
+    Value {
+        /// The version the read saw.
+        version: u64,
+        /// The value (`None`: no such key).
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// A response.
@@ -245,5 +279,98 @@ pub async fn call_client(
         Ok(Ok(_)) => Err(CallError::Protocol {
             addr: addr.to_owned(),
         }),
+    }
+}
+
+/// Idle client connections per address, reused for forwarded client requests (proposals,
+/// read-index calls) instead of a new connection per call.
+#[derive(Default)]
+pub struct ConnPool {
+    idle: Mutex<BTreeMap<String, Vec<Box<dyn Connection>>>>,
+}
+
+impl std::fmt::Debug for ConnPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnPool").finish_non_exhaustive()
+    }
+}
+
+/// Idle connections kept per address.
+const POOL_PER_ADDR: usize = 16;
+
+impl ConnPool {
+    fn take(&self, addr: &str) -> Option<Box<dyn Connection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(addr)
+            .and_then(Vec::pop)
+    }
+
+    fn put(&self, addr: &str, conn: Box<dyn Connection>) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conns = idle.entry(addr.to_owned()).or_default();
+        if conns.len() < POOL_PER_ADDR {
+            conns.push(conn);
+        }
+    }
+
+    /// Like [`call_client`], on a pooled connection when there is one. A pooled connection
+    /// may have been closed by the server (idle timeout): a failure on it is retried once on
+    /// a fresh connection, within the same timeout. Only for requests that are safe to
+    /// repeat (proposals carry request ids; read-index calls have no effect).
+    ///
+    /// # Errors
+    ///
+    /// As [`call_client`].
+    pub async fn call(
+        &self,
+        transport: &dyn Transport,
+        addr: &str,
+        request: ClientRequest,
+        timeouts: &Timeouts,
+        rpc_timeout: Duration,
+    ) -> Result<Result<ClientReply, WireError>, CallError> {
+        let deadline = tokio::time::Instant::now() + rpc_timeout;
+        let request = RpcRequest::Client(request);
+        let mut pooled = self.take(addr);
+        loop {
+            let fresh = pooled.is_none();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    connect(transport, addr, timeouts.connect.min(left)).await?
+                }
+            };
+            match tokio::time::timeout_at(deadline, round_trip(&mut conn, &request)).await {
+                Err(_) => {
+                    return Err(CallError::Timeout {
+                        addr: addr.to_owned(),
+                        timeout: rpc_timeout,
+                    });
+                }
+                Ok(Err(source)) => {
+                    if fresh {
+                        return Err(CallError::Connection {
+                            addr: addr.to_owned(),
+                            source,
+                        });
+                    }
+                }
+                Ok(Ok(RpcResponse::Client(reply))) => {
+                    self.put(addr, conn);
+                    return Ok(reply);
+                }
+                Ok(Ok(_)) => {
+                    return Err(CallError::Protocol {
+                        addr: addr.to_owned(),
+                    });
+                }
+            }
+        }
     }
 }

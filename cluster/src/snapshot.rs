@@ -148,7 +148,7 @@ pub(crate) async fn verify(path: &Path) -> Result<SnapshotMetaRecord, StoreError
                 }
                 entries += e.len() as u64;
             }
-            Some(SnapshotPart::Clients(_)) => {}
+            Some(SnapshotPart::Clients(_) | SnapshotPart::SessionFloor(_)) => {}
             Some(SnapshotPart::End { entries: n, .. }) => {
                 if n != entries {
                     return Err(StoreError::InvalidSnapshot(format!(

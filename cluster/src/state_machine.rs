@@ -15,7 +15,8 @@
 //!   during an install repeats it on the next open. Readers on this node are held off during
 //!   an install by [`StateMachineStore::read_gate`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,11 +27,14 @@ use openraft::{
     StorageError, StoredMembership,
 };
 use tokio::sync::{Mutex, RwLock};
-use zcore_engine::mvcc::replica::{REPLICA_VALIDATION_WINDOW, ReplicatedTxn};
+use zcore_engine::backend::KeyPreview;
+use zcore_engine::mvcc::replica::{
+    REPLICA_VALIDATION_WINDOW, ReplicatedRead, ReplicatedTxn, ReplicatedWrite,
+};
 use zcore_engine::mvcc::{MAX_USER_KEY_LEN, MAX_USER_VALUE_LEN};
 use zcore_engine::{
-    BackendError, CollectionName, Durability, Engine, EngineOptions, KeyRange, ScanRequest,
-    StorageBackend, TxnError, WriteBatch,
+    BackendError, CollectionName, Durability, Engine, EngineOptions, Isolation, KeyRange,
+    ScanRequest, StorageBackend, TxnError, WriteBatch,
 };
 
 use crate::error::StoreError;
@@ -42,6 +46,32 @@ use crate::records::{
 use crate::snapshot::{self, CHUNK_BYTES, SnapshotReader, SnapshotWriter};
 use crate::types::{Command, Node, NodeId, Outcome, Request, Response, TypeConfig};
 
+/// How client sessions (the request-id table that makes retries idempotent) expire. Every
+/// replica of a cluster must use the same limits: expiry is part of the replicated state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// A session whose latest request was decided this many log entries ago is dropped.
+    pub expire_after_entries: u64,
+    /// Expiry runs at every log index that is a multiple of this (0: never).
+    pub sweep_every: u64,
+    /// At most this many sessions are kept (the least recently used go first).
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            expire_after_entries: SESSION_EXPIRY_ENTRIES,
+            sweep_every: 1024,
+            max_sessions: 65_536,
+        }
+    }
+}
+
+/// Default session expiry, in log entries (see [`SessionLimits`]). Client nodes retire a
+/// pooled session after half of it (see `ClusterNode`), so a live session never expires.
+pub const SESSION_EXPIRY_ENTRIES: u64 = 1 << 20;
+
 /// The state machine's own system collection.
 pub const SM_COLLECTION: &str = "__raft_sm";
 
@@ -49,6 +79,7 @@ const APPLIED: &[u8] = b"applied";
 const CURRENT_SNAPSHOT: &[u8] = b"snapshot";
 const INSTALLING: &[u8] = b"installing";
 const CLIENT_PREFIX: &[u8] = b"client/";
+const SESSION_FLOOR: &[u8] = b"session_floor";
 
 type Entry = openraft::Entry<TypeConfig>;
 type RaftResult<T> = Result<T, StorageError<NodeId>>;
@@ -68,6 +99,8 @@ struct SmState {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
     clients: BTreeMap<u64, ClientRecord>,
+    /// Every expired session record had its latest request decided below this index.
+    session_floor: u64,
     /// The newest snapshot file and its metadata.
     current: Option<SnapshotMetaRecord>,
 }
@@ -81,6 +114,7 @@ struct Inner {
     /// Readers hold it shared; installs and collection drops hold it exclusively.
     gate: Arc<RwLock<()>>,
     seq: AtomicU64,
+    sessions: SessionLimits,
 }
 
 /// The state machine store (clones share one state machine).
@@ -108,7 +142,21 @@ impl StateMachineStore {
     pub async fn open(
         backend: Arc<dyn StorageBackend>,
         snapshot_dir: impl Into<PathBuf>,
+        options: EngineOptions,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(backend, snapshot_dir, options, SessionLimits::default()).await
+    }
+
+    /// As [`open`](Self::open), with explicit session limits (the same on every replica).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn open_with(
+        backend: Arc<dyn StorageBackend>,
+        snapshot_dir: impl Into<PathBuf>,
         mut options: EngineOptions,
+        sessions: SessionLimits,
     ) -> Result<Self, StoreError> {
         options.retain_versions = options.retain_versions.max(REPLICA_VALIDATION_WINDOW);
         let sm = CollectionName::system(SM_COLLECTION).map_err(BackendError::from)?;
@@ -124,10 +172,12 @@ impl StateMachineStore {
                     applied: None,
                     membership: StoredMembership::default(),
                     clients: BTreeMap::new(),
+                    session_floor: 0,
                     current: None,
                 }),
                 gate: Arc::new(RwLock::new(())),
                 seq: AtomicU64::new(0),
+                sessions,
             }),
         };
         this.load().await?;
@@ -190,6 +240,10 @@ impl StateMachineStore {
         state.current = self
             .get_record::<SnapshotMetaRecord>(CURRENT_SNAPSHOT, Kind::SnapshotMeta)
             .await?;
+        state.session_floor = self
+            .get_record::<u64>(SESSION_FLOOR, Kind::SessionFloor)
+            .await?
+            .unwrap_or(0);
         state.clients.clear();
         let backend = self.inner.engine.backend();
         let mut request = Some(ScanRequest::forward(KeyRange::prefix(CLIENT_PREFIX), 1024));
@@ -215,12 +269,17 @@ impl StateMachineStore {
 
     /// Applies one entry; returns its response. Deterministic outcomes (conflicts, refusals)
     /// are responses; only storage failures are errors.
+    ///
+    /// One backend write per entry (buffered, see the module docs), whatever the entry
+    /// carries: the committed transactions of a [`Command::Batch`] are merged into one write
+    /// at the entry's index, together with the session records and the applied state.
     async fn apply_one(&self, state: &mut SmState, entry: Entry) -> Result<Response, StoreError> {
         let engine = &self.inner.engine;
         let index = entry.log_id.index;
         state.applied = Some(entry.log_id);
         let mut extra = WriteBatch::new();
-        let mut txn: Option<ReplicatedTxn> = None;
+        let mut pending = Pending::default();
+        let mut touched = BTreeSet::new();
         let response = match entry.payload {
             EntryPayload::Blank => Response {
                 index,
@@ -233,26 +292,67 @@ impl StateMachineStore {
                     outcome: Outcome::Committed { version: index },
                 }
             }
-            EntryPayload::Normal(request) => {
-                let client = request.id.map(|id| id.client);
-                let (response, pending) = self.decide(state, index, request).await?;
-                txn = pending;
-                // The session record lands in the same batch as the entry's data, so a retry
-                // after a crash sees exactly what was applied.
-                if let Some(record) = client.and_then(|c| state.clients.get(&c)) {
-                    let bytes = frame::encode(Kind::Client, record)
-                        .map_err(|e| StoreError::record("client", e))?;
-                    extra.put(&self.inner.sm, client_key(record.client), bytes);
+            EntryPayload::Normal(Request {
+                id,
+                command: Command::Batch(requests),
+            }) => {
+                if id.is_some() {
+                    Response {
+                        index,
+                        outcome: Outcome::Rejected {
+                            message: "a batch carries no request id (its requests do)".to_owned(),
+                        },
+                    }
+                } else {
+                    let mut responses = Vec::with_capacity(requests.len());
+                    for request in requests {
+                        if let Some(id) = request.id {
+                            touched.insert(id.client);
+                        }
+                        let response = if matches!(request.command, Command::Txn(_)) {
+                            self.decide(state, index, request, &mut pending).await?
+                        } else {
+                            Self::refuse(state, index, request, "a batch holds transactions only")
+                        };
+                        responses.push(response);
+                    }
+                    Response {
+                        index,
+                        outcome: Outcome::Batch(responses),
+                    }
                 }
-                response
+            }
+            EntryPayload::Normal(request) => {
+                if let Some(id) = request.id {
+                    touched.insert(id.client);
+                }
+                self.decide(state, index, request, &mut pending).await?
             }
         };
+        // Session records land in the same batch as the entry's data, so a retry after a
+        // crash sees exactly what was applied.
+        for client in touched {
+            if let Some(record) = state.clients.get(&client) {
+                let bytes = frame::encode(Kind::Client, record)
+                    .map_err(|e| StoreError::record("client", e))?;
+                extra.put(&self.inner.sm, client_key(record.client), bytes);
+            }
+        }
+        let floor = state.session_floor;
+        for client in self.expire_sessions(state, index) {
+            extra.delete(&self.inner.sm, client_key(client));
+        }
+        if state.session_floor != floor {
+            let bytes = frame::encode(Kind::SessionFloor, &state.session_floor)
+                .map_err(|e| StoreError::record("session floor", e))?;
+            extra.put(&self.inner.sm, SESSION_FLOOR.to_vec(), bytes);
+        }
         extra.put(
             &self.inner.sm,
             APPLIED.to_vec(),
             Self::applied_value(state)?,
         );
-        match txn {
+        match pending.into_txn() {
             Some(txn) => {
                 engine
                     .apply_replicated(index, &txn, extra, Durability::Buffered)
@@ -267,65 +367,162 @@ impl StateMachineStore {
         Ok(response)
     }
 
-    /// Decides a normal entry. Returns its response, and the transaction to write if it
-    /// commits. Records the client session (in memory; the caller persists it with the entry).
+    /// Session expiry, deterministic on every replica: at every `sweep_every`-th log index,
+    /// sessions whose latest request was decided `expire_after_entries` or more entries ago
+    /// are dropped, then the oldest ones beyond `max_sessions`. Returns the dropped clients
+    /// (the caller deletes their records in the entry's batch).
+    ///
+    /// The session floor rises above the latest request of every dropped session, so a late
+    /// retry of an expired session (even of its first request) is answered
+    /// [`Outcome::Stale`] instead of being applied a second time: its session was opened
+    /// below the floor and has no record.
+    fn expire_sessions(&self, state: &mut SmState, index: u64) -> Vec<u64> {
+        let limits = &self.inner.sessions;
+        if limits.sweep_every == 0 || !index.is_multiple_of(limits.sweep_every) {
+            return Vec::new();
+        }
+        let mut gone: Vec<u64> = state
+            .clients
+            .values()
+            .filter(|r| r.response.index.saturating_add(limits.expire_after_entries) <= index)
+            .map(|r| r.client)
+            .collect();
+        for client in &gone {
+            if let Some(r) = state.clients.remove(client) {
+                state.session_floor = state.session_floor.max(r.response.index + 1);
+            }
+        }
+        if state.clients.len() > limits.max_sessions {
+            let mut by_age: Vec<(u64, u64)> = state
+                .clients
+                .values()
+                .map(|r| (r.response.index, r.client))
+                .collect();
+            by_age.sort_unstable();
+            let excess = state.clients.len() - limits.max_sessions;
+            for &(last, client) in by_age.iter().take(excess) {
+                state.clients.remove(&client);
+                state.session_floor = state.session_floor.max(last + 1);
+                gone.push(client);
+            }
+        }
+        gone
+    }
+
+    /// Records `message` as a refusal of `request` (with its session, if any).
+    fn refuse(state: &mut SmState, index: u64, request: Request, message: &str) -> Response {
+        let response = Response {
+            index,
+            outcome: Outcome::Rejected {
+                message: message.to_owned(),
+            },
+        };
+        if let Some(id) = request.id {
+            let seen = state.clients.get(&id.client);
+            if let Some(seen) = seen
+                && id.serial <= seen.serial
+            {
+                return if id.serial == seen.serial {
+                    seen.response.clone()
+                } else {
+                    Response {
+                        index,
+                        outcome: Outcome::Stale,
+                    }
+                };
+            }
+            if seen.is_none() && (id.serial > 1 || id.opened < state.session_floor) {
+                return Response {
+                    index,
+                    outcome: Outcome::Stale,
+                };
+            }
+            state.clients.insert(
+                id.client,
+                ClientRecord {
+                    client: id.client,
+                    serial: id.serial,
+                    response: response.clone(),
+                },
+            );
+        }
+        response
+    }
+
+    /// Decides a request at `index`: returns its response; a transaction that commits is
+    /// added to `pending` (written by the caller at `index`). Records the client session (in
+    /// memory; the caller persists it with the entry).
+    ///
+    /// A transaction is validated against the stored versions ([`Engine::validate_replicated`])
+    /// and against the transactions already accepted into `pending` (same entry, same
+    /// version, decided earlier: they count as commits after its read version).
     async fn decide(
         &self,
         state: &mut SmState,
         index: u64,
         request: Request,
-    ) -> Result<(Response, Option<ReplicatedTxn>), StoreError> {
-        if let Some(id) = request.id
-            && let Some(seen) = state.clients.get(&id.client)
-        {
-            if id.serial == seen.serial {
-                return Ok((seen.response.clone(), None));
-            }
-            if id.serial < seen.serial {
-                return Ok((
-                    Response {
+        pending: &mut Pending,
+    ) -> Result<Response, StoreError> {
+        if let Some(id) = request.id {
+            match state.clients.get(&id.client) {
+                Some(seen) if id.serial == seen.serial => return Ok(seen.response.clone()),
+                Some(seen) if id.serial < seen.serial => {
+                    return Ok(Response {
                         index,
                         outcome: Outcome::Stale,
-                    },
-                    None,
-                ));
+                    });
+                }
+                // Serials of a session start at 1 and every applied request leaves a
+                // record: a later serial without one belongs to an expired session, whose
+                // earlier requests' outcomes are gone. Refusing it never applies a retry
+                // twice.
+                None if id.serial > 1 || id.opened < state.session_floor => {
+                    return Ok(Response {
+                        index,
+                        outcome: Outcome::Stale,
+                    });
+                }
+                _ => {}
             }
         }
         let engine = &self.inner.engine;
         let committed = Outcome::Committed { version: index };
-        let (outcome, txn) = match request.command {
+        let outcome = match request.command {
             Command::Txn(txn) => match check_limits(&txn) {
-                Err(message) => (Outcome::Rejected { message }, None),
+                Err(message) => Outcome::Rejected { message },
                 Ok(()) => match engine.validate_replicated(&txn, index).await {
-                    Ok(()) => (committed, Some(txn)),
-                    Err(e) => (deterministic_failure(e)?, None),
+                    Ok(()) => match pending.conflict(&txn, index) {
+                        Some(e) => deterministic_failure(e)?,
+                        None => {
+                            pending.add(txn);
+                            committed
+                        }
+                    },
+                    Err(e) => deterministic_failure(e)?,
                 },
             },
             Command::CreateCollection(name) => match CollectionName::new(&name) {
-                Err(e) => (
-                    Outcome::Rejected {
-                        message: e.to_string(),
-                    },
-                    None,
-                ),
+                Err(e) => Outcome::Rejected {
+                    message: e.to_string(),
+                },
                 Ok(name) => {
                     // Idempotent, so re-applying after a crash is harmless.
                     engine.create_collection(&name).await?;
-                    (committed, None)
+                    committed
                 }
             },
             Command::DropCollection(name) => match CollectionName::new(&name) {
-                Err(e) => (
-                    Outcome::Rejected {
-                        message: e.to_string(),
-                    },
-                    None,
-                ),
+                Err(e) => Outcome::Rejected {
+                    message: e.to_string(),
+                },
                 Ok(name) => {
                     let _exclusive = self.inner.gate.write().await;
                     engine.drop_collection(&name).await?;
-                    (committed, None)
+                    committed
                 }
+            },
+            Command::Batch(_) => Outcome::Rejected {
+                message: "batches do not nest".to_owned(),
             },
         };
         let response = Response { index, outcome };
@@ -339,7 +536,7 @@ impl StateMachineStore {
                 },
             );
         }
-        Ok((response, txn))
+        Ok(response)
     }
 
     /// Replaces the whole store with the snapshot in `path` (already verified), then writes
@@ -367,6 +564,7 @@ impl StateMachineStore {
         let mut current: Option<CollectionName> = None;
         let mut clients = BTreeMap::new();
         let mut gc_floor = 0;
+        let mut session_floor = 0;
         while let Some(part) = reader.next().await? {
             match part {
                 SnapshotPart::Header { .. } => {
@@ -400,6 +598,7 @@ impl StateMachineStore {
                     }
                     backend.write(batch, Durability::Buffered).await?;
                 }
+                SnapshotPart::SessionFloor(f) => session_floor = f,
                 SnapshotPart::End { gc_floor: f, .. } => gc_floor = f,
             }
         }
@@ -409,8 +608,15 @@ impl StateMachineStore {
         state.applied = applied;
         state.membership = meta.membership.clone().into();
         state.clients = clients;
+        state.session_floor = session_floor;
         let previous = state.current.replace(meta.clone());
         let mut last = WriteBatch::new();
+        last.put(
+            &self.inner.sm,
+            SESSION_FLOOR.to_vec(),
+            frame::encode(Kind::SessionFloor, &session_floor)
+                .map_err(|e| StoreError::record("session floor", e))?,
+        );
         last.put(
             &self.inner.sm,
             APPLIED.to_vec(),
@@ -489,7 +695,13 @@ impl StateMachineStore {
                 .max(engine.gc_floor());
             let hold = engine.begin_read_at(hold_at)?;
             let clients: Vec<ClientRecord> = state.clients.values().cloned().collect();
-            (meta, clients, engine.collections(), (hold, version))
+            let floor = state.session_floor;
+            (
+                meta,
+                (clients, floor),
+                engine.collections(),
+                (hold, version),
+            )
         };
         let (_hold, version) = hold;
         let _shared = self.inner.gate.read().await;
@@ -538,7 +750,11 @@ impl StateMachineStore {
                 writer.part(&SnapshotPart::Entries(chunk)).await?;
             }
         }
+        let (clients, session_floor) = clients;
         writer.part(&SnapshotPart::Clients(clients)).await?;
+        writer
+            .part(&SnapshotPart::SessionFloor(session_floor))
+            .await?;
         // Read after the scan: the floor is raised before garbage collection deletes anything,
         // so versions at or above it were all seen.
         let gc_floor = engine.gc_floor();
@@ -573,6 +789,111 @@ impl StateMachineStore {
             self.remove_snapshot_file(&previous.snapshot_id).await;
         }
         self.open_snapshot(&meta).await
+    }
+}
+
+/// The transactions of one entry accepted so far: their writes, merged in order (a later
+/// write to a key replaces an earlier one, as if they committed one after the other).
+#[derive(Debug, Default)]
+struct Pending {
+    writes: BTreeMap<(CollectionName, Vec<u8>), Option<Vec<u8>>>,
+    read_version: u64,
+}
+
+impl Pending {
+    /// The conflict `txn` has with an accepted transaction of the same entry, if any. Those
+    /// commit at `index`, after any read version, so touching what they write conflicts as a
+    /// stored version would: a key it read (serializable, point or inside a scanned range) or
+    /// a key it writes (snapshot isolation).
+    fn conflict(&self, txn: &ReplicatedTxn, index: u64) -> Option<TxnError> {
+        if self.writes.is_empty() {
+            return None;
+        }
+        let hit = |collection: &CollectionName, key: &[u8]| TxnError::Conflict {
+            collection: collection.clone(),
+            key: KeyPreview::of(key),
+            read_version: txn.read_version,
+            conflicting_version: index,
+        };
+        match txn.isolation {
+            Isolation::Serializable => {
+                for read in &txn.reads {
+                    match read {
+                        ReplicatedRead::Point { collection, key } => {
+                            if self.writes.contains_key(&(collection.clone(), key.clone())) {
+                                return Some(hit(collection, key));
+                            }
+                        }
+                        ReplicatedRead::Range {
+                            collection,
+                            start,
+                            end,
+                        } => {
+                            let from = match start {
+                                Bound::Included(k) | Bound::Excluded(k) => k.clone(),
+                                Bound::Unbounded => Vec::new(),
+                            };
+                            let found = self
+                                .writes
+                                .range((collection.clone(), from)..)
+                                .map(|((c, k), _)| (c, k))
+                                .take_while(|(c, _)| *c == collection)
+                                .filter(|(_, k)| !matches!(start, Bound::Excluded(s) if *k == s))
+                                .take_while(|(_, k)| match end {
+                                    Bound::Included(e) => *k <= e,
+                                    Bound::Excluded(e) => *k < e,
+                                    Bound::Unbounded => true,
+                                })
+                                .map(|(_, k)| k)
+                                .next();
+                            if let Some(key) = found {
+                                return Some(hit(collection, key));
+                            }
+                        }
+                    }
+                }
+            }
+            Isolation::Snapshot => {
+                for w in &txn.writes {
+                    if self
+                        .writes
+                        .contains_key(&(w.collection.clone(), w.key.clone()))
+                    {
+                        return Some(hit(&w.collection, &w.key));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn add(&mut self, txn: ReplicatedTxn) {
+        self.read_version = self.read_version.max(txn.read_version);
+        for w in txn.writes {
+            self.writes.insert((w.collection, w.key), w.value);
+        }
+    }
+
+    /// One transaction writing everything accepted (ascending by collection and key, one
+    /// write per key), or `None` if nothing was.
+    fn into_txn(self) -> Option<ReplicatedTxn> {
+        if self.writes.is_empty() {
+            return None;
+        }
+        Some(ReplicatedTxn {
+            read_version: self.read_version,
+            isolation: Isolation::Snapshot,
+            reads: Vec::new(),
+            writes: self
+                .writes
+                .into_iter()
+                .map(|((collection, key), value)| ReplicatedWrite {
+                    collection,
+                    key,
+                    value,
+                })
+                .collect(),
+        })
     }
 }
 

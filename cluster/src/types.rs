@@ -36,6 +36,10 @@ pub struct RequestId {
     pub client: u64,
     /// The session's request number, starting at 1.
     pub serial: u64,
+    /// The applied log index on the proposing node when the session was opened. A request
+    /// without a session record from a session opened below the state machine's session
+    /// floor belongs to an expired session and is answered [`Outcome::Stale`].
+    pub opened: u64,
 }
 
 /// What a log entry asks the state machine to do.
@@ -47,6 +51,11 @@ pub enum Command {
     CreateCollection(String),
     /// Drop a user collection with all its versions.
     DropCollection(String),
+    /// Several client requests (transactions) proposed as one log entry by the leader's
+    /// proposal batcher: decided in order, each with its own request id and outcome; the
+    /// committed ones are written together at the entry's log index (see
+    /// [`crate::state_machine`]).
+    Batch(Vec<Request>),
 }
 
 /// Application data of a normal log entry.
@@ -78,8 +87,11 @@ pub enum Outcome {
         /// Why.
         message: String,
     },
-    /// A retry of a request older than the session's latest: its outcome is no longer known.
+    /// A retry of a request older than the session's latest, or of a session whose record has
+    /// expired: its outcome is no longer known.
     Stale,
+    /// The outcomes of a [`Command::Batch`], one per request, in order.
+    Batch(Vec<Response>),
 }
 
 /// The state machine's answer to one log entry.

@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use std::ops::Bound;
 use tempfile::TempDir;
 use zcore_backends::{RedbBackend, RedbOptions};
-use zcore_cluster::{Command, Outcome, Request, RequestId, StateMachineStore, TypeConfig};
-use zcore_engine::mvcc::replica::{ReplicatedTxn, ReplicatedWrite};
+use zcore_cluster::{
+    Command, Outcome, Request, RequestId, SessionLimits, StateMachineStore, TypeConfig,
+};
+
+use zcore_engine::mvcc::replica::{ReplicatedRead, ReplicatedTxn, ReplicatedWrite};
 use zcore_engine::{CollectionName, EngineOptions, Isolation, StorageBackend};
 
 fn entry(index: u64, request: Request) -> Entry<TypeConfig> {
@@ -39,22 +43,315 @@ fn write(read_version: u64, key: &str, value: &str) -> Command {
 }
 
 async fn open(dir: &std::path::Path) -> StateMachineStore {
+    open_limited(dir, SessionLimits::default()).await
+}
+
+async fn open_limited(dir: &std::path::Path, limits: SessionLimits) -> StateMachineStore {
     let backend: Arc<dyn StorageBackend> =
         Arc::new(RedbBackend::open(dir.join("store.redb"), &RedbOptions::default()).unwrap());
     let options = EngineOptions {
         gc_interval: None,
         ..EngineOptions::default()
     };
-    StateMachineStore::open(backend, dir.join("snapshots"), options)
+    StateMachineStore::open_with(backend, dir.join("snapshots"), options, limits)
         .await
         .unwrap()
+}
+
+fn blank(index: u64) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+fn req(client: u64, serial: u64, command: Command) -> Request {
+    Request {
+        id: Some(RequestId {
+            client,
+            serial,
+            opened: 0,
+        }),
+        command,
+    }
+}
+
+fn serializable(read_version: u64, reads: Vec<ReplicatedRead>, key: &str, value: &str) -> Command {
+    Command::Txn(ReplicatedTxn {
+        read_version,
+        isolation: Isolation::Serializable,
+        reads,
+        writes: vec![ReplicatedWrite {
+            collection: kv(),
+            key: key.as_bytes().to_vec(),
+            value: Some(value.as_bytes().to_vec()),
+        }],
+    })
+}
+
+fn point(key: &str) -> ReplicatedRead {
+    ReplicatedRead::Point {
+        collection: kv(),
+        key: key.as_bytes().to_vec(),
+    }
+}
+
+fn range(start: Bound<&str>, end: Bound<&str>) -> ReplicatedRead {
+    let b = |b: Bound<&str>| b.map(|s| s.as_bytes().to_vec());
+    ReplicatedRead::Range {
+        collection: kv(),
+        start: b(start),
+        end: b(end),
+    }
+}
+
+async fn get(sm: &StateMachineStore, key: &str) -> Option<String> {
+    let r = sm.engine().begin_read();
+    r.get(&kv(), key.as_bytes())
+        .await
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+/// A batch entry (what the leader's proposal batcher proposes): requests decided in order,
+/// each against the stored versions and the requests accepted before it in the same entry;
+/// the committed ones written once, at the entry's index; per-request outcomes and dedupe.
+#[tokio::test]
+async fn batch_entries_decide_in_order_and_commit_at_the_entry_index() {
+    let dir = TempDir::new().unwrap();
+    let mut sm = open(dir.path()).await;
+    let create = Request {
+        id: None,
+        command: Command::CreateCollection("kv".into()),
+    };
+    sm.apply([entry(1, create), entry(2, req(1, 1, write(1, "a", "a2")))])
+        .await
+        .unwrap();
+    let batch = vec![
+        // Commits at 3.
+        req(10, 1, write(2, "b", "b3")),
+        // Snapshot isolation, writes what the first one wrote: conflict.
+        req(11, 1, write(2, "b", "other")),
+        // Serializable, read `b` (written earlier in this entry): conflict.
+        req(12, 1, serializable(2, vec![point("b")], "c", "c3")),
+        // Serializable, scanned a range holding `b`: conflict.
+        req(
+            13,
+            1,
+            serializable(
+                2,
+                vec![range(Bound::Included("a"), Bound::Excluded("z"))],
+                "c",
+                "x",
+            ),
+        ),
+        // A range that excludes `b`: no conflict; commits.
+        req(
+            14,
+            1,
+            serializable(
+                2,
+                vec![range(Bound::Excluded("b"), Bound::Unbounded)],
+                "d",
+                "d3",
+            ),
+        ),
+        // A blind serializable write of `b` after the first: commits, and wins.
+        req(15, 1, serializable(2, vec![], "b", "last")),
+        // The first request again (a retry in the same entry): its first response.
+        req(10, 1, write(2, "b", "b3")),
+        // Only transactions go into a batch.
+        req(16, 1, Command::CreateCollection("other".into())),
+        // Conflicts with the stored `a`@2 (read at 1).
+        req(17, 1, write(1, "a", "late")),
+    ];
+    let responses = sm
+        .apply([entry(
+            3,
+            Request {
+                id: None,
+                command: Command::Batch(batch),
+            },
+        )])
+        .await
+        .unwrap();
+    let Outcome::Batch(inner) = &responses[0].outcome else {
+        panic!("not a batch outcome: {responses:?}");
+    };
+    let kinds: Vec<&str> = inner
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Committed { version } => {
+                assert_eq!(*version, 3);
+                "committed"
+            }
+            Outcome::Conflict { .. } => "conflict",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Stale => "stale",
+            Outcome::Batch(_) => "batch",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "committed",
+            "conflict",
+            "conflict",
+            "conflict",
+            "committed",
+            "committed",
+            "committed",
+            "rejected",
+            "conflict"
+        ]
+    );
+    assert_eq!(inner[6], inner[0], "the retry gets the first response");
+    assert_eq!(sm.engine().latest_version(), 3);
+    assert_eq!(get(&sm, "a").await.as_deref(), Some("a2"));
+    assert_eq!(get(&sm, "b").await.as_deref(), Some("last"));
+    assert_eq!(get(&sm, "c").await, None);
+    assert_eq!(get(&sm, "d").await.as_deref(), Some("d3"));
+    let counts = sm.engine().version_counts(&kv()).await.unwrap();
+    assert_eq!(counts.versions, 3, "a@2, b@3 (once), d@3: {counts:?}");
+
+    // Retries of batched requests, alone, get the batch's answers; a batch with an id of its
+    // own is refused.
+    let more = sm
+        .apply([
+            entry(4, req(10, 1, write(2, "b", "b3"))),
+            entry(5, req(11, 1, write(2, "b", "other"))),
+            entry(
+                6,
+                Request {
+                    id: Some(RequestId {
+                        client: 99,
+                        serial: 1,
+                        opened: 0,
+                    }),
+                    command: Command::Batch(vec![]),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(more[0], inner[0]);
+    assert_eq!(more[1], inner[1]);
+    assert!(matches!(more[2].outcome, Outcome::Rejected { .. }));
+    assert_eq!(get(&sm, "b").await.as_deref(), Some("last"));
+}
+
+/// Client sessions expire by age and by count, at fixed log indexes (so every replica drops
+/// the same ones), and a late retry of an expired session is answered `Stale`, never applied
+/// again; the expiry state survives a restart and travels in snapshots.
+#[tokio::test]
+async fn sessions_expire_deterministically_and_expired_retries_are_stale() {
+    let dir = TempDir::new().unwrap();
+    let limits = SessionLimits {
+        expire_after_entries: 20,
+        sweep_every: 5,
+        max_sessions: 3,
+    };
+    let mut sm = open_limited(dir.path(), limits).await;
+    let create = Request {
+        id: None,
+        command: Command::CreateCollection("kv".into()),
+    };
+    // Sessions 1..=4 decide their first request at 2..=5; the sweep at 5 keeps 3.
+    let mut entries = vec![entry(1, create)];
+    for client in 1..=4u64 {
+        entries.push(entry(
+            client + 1,
+            req(client, 1, write(client, &format!("k{client}"), "v")),
+        ));
+    }
+    let responses = sm.apply(entries).await.unwrap();
+    assert!(
+        responses
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::Committed { .. }))
+    );
+    // Session 1 (the least recently used) was dropped at 5: its retry is stale, not applied.
+    let r = sm
+        .apply([entry(6, req(1, 1, write(1, "k1", "again")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Stale, "{r:?}");
+    assert_eq!(get(&sm, "k1").await.as_deref(), Some("v"));
+    // Session 2 is still known: its retry gets the recorded answer.
+    let r = sm
+        .apply([entry(7, req(2, 1, write(2, "k2", "again")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0], responses[2]);
+    // A session opened after the floor starts fine.
+    let fresh = |client, serial, opened| Request {
+        id: Some(RequestId {
+            client,
+            serial,
+            opened,
+        }),
+        command: write(7, &format!("n{client}"), "v"),
+    };
+    let r = sm.apply([entry(8, fresh(50, 1, 7))]).await.unwrap();
+    assert_eq!(r[0].outcome, Outcome::Committed { version: 8 });
+    // Count again at 10: sessions 2, 3, 4, 50 → session 2 goes. Age: sessions 3 and 4 (last
+    // decided at 4 and 5) expire at the sweep at 25 (4 + 20 <= 25, 5 + 20 <= 25).
+    sm.apply((9..=24).map(blank)).await.unwrap();
+    let r = sm
+        .apply([entry(25, req(3, 1, write(3, "k3", "again")))])
+        .await
+        .unwrap();
+    // Decided before the sweep of the same entry: still known.
+    assert_eq!(r[0].index, 4);
+    let r = sm
+        .apply([entry(26, req(4, 1, write(4, "k4", "again")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Stale, "expired at 25: {r:?}");
+    // Restart: the floor and the remaining sessions survive.
+    let engine = sm.engine().clone();
+    engine.close().await.unwrap();
+    drop((sm, engine));
+    let mut sm = open_limited(dir.path(), limits).await;
+    let r = sm
+        .apply([entry(27, req(2, 1, write(2, "k2", "again")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Stale, "dropped at 10: {r:?}");
+    // A snapshot carries the floor: an old session unknown to the snapshot is stale there.
+    let snapshot = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let other_dir = TempDir::new().unwrap();
+    let mut other = open_limited(other_dir.path(), limits).await;
+    let mut receiving = other.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    other
+        .install_snapshot(&snapshot.meta, receiving)
+        .await
+        .unwrap();
+    let r = other
+        .apply([entry(28, req(4, 1, write(4, "k4", "again")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Stale);
+    assert_eq!(get(&other, "k4").await.as_deref(), Some("v"));
 }
 
 #[tokio::test]
 async fn apply_dedupe_restart_and_snapshot_install() {
     let dir = TempDir::new().unwrap();
     let mut sm = open(dir.path()).await;
-    let id = |serial| Some(RequestId { client: 7, serial });
+    let id = |serial| {
+        Some(RequestId {
+            client: 7,
+            serial,
+            opened: 0,
+        })
+    };
     let responses = sm
         .apply([
             entry(
