@@ -161,6 +161,8 @@ struct NodeTrack {
     committed: Option<RaftLogId>,
     applied: Option<RaftLogId>,
     log: Vec<RaftLogEntry>,
+    /// Entries of this node's log up to this index were already recorded as committed.
+    committed_recorded: u64,
 }
 
 /// Incremental Raft safety checker (see the module docs).
@@ -442,9 +444,14 @@ impl RaftSafetyChecker {
         if let Some(c) = o.committed {
             let c_key = self.key(c.term, c.node);
             let mut newly: Vec<(u64, LeaderKey, Option<u64>)> = vec![(c.index, c_key, None)];
-            for e in o.log.iter().filter(|e| e.index <= c.index) {
+            // Only entries not recorded before, or that changed since the last observation.
+            let changed_from = o.log.get(first_changed).map_or(u64::MAX, |e| e.index);
+            let from = track.committed_recorded.saturating_add(1).min(changed_from);
+            let start = o.log.partition_point(|e| e.index < from);
+            for e in o.log[start..].iter().take_while(|e| e.index <= c.index) {
                 newly.push((e.index, self.key(e.term, e.node), Some(e.digest)));
             }
+            track.committed_recorded = track.committed_recorded.max(c.index);
             for (index, key, digest) in newly {
                 match self.committed.get_mut(&index) {
                     None => {
