@@ -13,9 +13,15 @@
 //!
 //! Registers (`Op::Write`, and the last `Mop::RegWrite` of a key in a transaction): the final
 //! value must have been written by an `Ok` or `Info` write (or be the key's initial value), and
-//! must not have been written by a write that completed before some acknowledged write of the
-//! same key was invoked — that acknowledged write is then lost (it is ordered after the final
-//! value's write in every linearization). Writes of one key must use unique values.
+//! must not have been written by an `Ok` write that completed before some acknowledged write of
+//! the same key was invoked — that acknowledged write is then lost (it is ordered after the
+//! final value's write in every linearization). An `Info` write may take effect at any time
+//! after its invocation, so its value may legitimately be final. Writes of one key must use
+//! unique values.
+//!
+//! The final state must be read after every operation of the history has completed (or been
+//! given up as `Info`); an acknowledged write completing after the final read would be
+//! reported as lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -324,10 +330,12 @@ pub fn check(history: &History, final_state: &FinalState) -> Result<DurabilityRe
                 continue;
             }
             let lost = match writer {
-                Some(fw) if fw.outcome != EventKind::Fail && !fw.intermediate => {
+                // Only an `Ok` write is known to have taken effect by its completion; an `Info`
+                // write may take effect at any time after its invocation.
+                Some(fw) if fw.outcome == EventKind::Ok && !fw.intermediate => {
                     fw.completion < w.invoke
                 }
-                Some(_) => false, // already reported above
+                Some(_) => false, // info (may be last), or failed/intermediate (reported above)
                 None => true,
             };
             if lost {

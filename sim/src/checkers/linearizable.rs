@@ -17,7 +17,8 @@
 //! Real-time order is the order of events in the history (event indices), so equal simulated
 //! timestamps never create false concurrency or false precedence.
 //!
-//! The search is bounded by [`LinearizabilityConfig::max_steps_per_key`]; a key whose search
+//! The search is bounded by [`LinearizabilityConfig::max_steps_per_key`] and by the memory of
+//! its memo table ([`LinearizabilityConfig::max_cache_bytes_per_key`]); a key whose search
 //! runs out is reported in [`LinearizabilityReport::unknown`] and makes the verdict
 //! [`Verdict::Unknown`] — never `Valid`.
 
@@ -38,6 +39,9 @@ pub struct LinearizabilityConfig {
     /// How many operations of a violating key to copy into the report (those around the
     /// operation that could not be linearized).
     pub max_context_ops: usize,
+    /// Memory allowed for one key's memo table (linearized-set bitmaps), in bytes; a key that
+    /// needs more is reported as unknown.
+    pub max_cache_bytes_per_key: usize,
 }
 
 impl Default for LinearizabilityConfig {
@@ -45,6 +49,7 @@ impl Default for LinearizabilityConfig {
         LinearizabilityConfig {
             max_steps_per_key: 5_000_000,
             max_context_ops: 40,
+            max_cache_bytes_per_key: 512 << 20,
         }
     }
 }
@@ -371,6 +376,9 @@ fn check_key(key: u64, ops: &[RegisterOpRecord], config: &LinearizabilityConfig)
     let mut state: Option<u64> = None;
     let mut entry = entries.next[entries.head];
     let mut steps = 0u64;
+    // Approximate memory of one memo entry: the bitmap plus the set's per-entry overhead.
+    let entry_bytes = words * 8 + 64;
+    let mut cache_bytes = 0usize;
     // Deepest point where the search had to backtrack: (prefix length, prefix ops, state, blocked op).
     let mut best: Option<(usize, Vec<usize>, Option<u64>, usize)> = None;
 
@@ -391,6 +399,10 @@ fn check_key(key: u64, ops: &[RegisterOpRecord], config: &LinearizabilityConfig)
                 let mut lin = linearized.clone();
                 lin[i / 64] |= 1 << (i % 64);
                 if cache.insert((lin, new_state)) {
+                    cache_bytes += entry_bytes;
+                    if cache_bytes > config.max_cache_bytes_per_key {
+                        return KeyResult::Unknown { steps };
+                    }
                     calls.push((entry, state));
                     state = new_state;
                     linearized[i / 64] |= 1 << (i % 64);
