@@ -284,6 +284,28 @@ impl History {
         self.events.is_empty()
     }
 
+    /// The events whose op satisfies `keep` (an invocation and its completion share the op's
+    /// variant and keys, so filtering on those keeps pairs together), renumbered from 0.
+    pub fn filter(&self, keep: impl Fn(&Op) -> bool) -> History {
+        History::from_events(
+            self.events
+                .iter()
+                .filter(|e| keep(&e.op))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Only the transactions (what Elle's list-append / rw-register checkers read).
+    pub fn txns_only(&self) -> History {
+        self.filter(|op| matches!(op, Op::Txn(_)))
+    }
+
+    /// Only the register reads and writes (for a linearizability checker such as Knossos).
+    pub fn registers_only(&self) -> History {
+        self.filter(|op| !matches!(op, Op::Txn(_)))
+    }
+
     /// Checks structure: indices are positions, time never goes backwards, each process
     /// alternates invoke → completion, and completions match their invocation's shape.
     pub fn validate(&self) -> Result<(), HistoryError> {
