@@ -46,6 +46,7 @@ impl GroupSync {
         F: FnOnce() -> Result<(), BackendError> + Send + 'static,
     {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        zcore_engine::metrics::sync_request();
         if self.synced.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
@@ -57,7 +58,12 @@ impl GroupSync {
         // sync below covers it.
         let target = self.written.load(Ordering::Acquire);
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        let (started, before) = (
+            std::time::Instant::now(),
+            self.synced.load(Ordering::Acquire),
+        );
         run_blocking(backend, sync).await?;
+        zcore_engine::metrics::fsync(started.elapsed(), target.saturating_sub(before));
         self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }

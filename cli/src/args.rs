@@ -205,6 +205,14 @@ pub enum Command {
     /// a plain redb file (redb-file:FILE); verified, resumable; the global store flags do not
     /// apply
     Migrate(crate::migrate::MigrateArgs),
+
+    /// Write every live key of some or all collections at one version as a logical dump:
+    /// JSON lines (keys and values in hex) or the compact binary form, to stdout or a file
+    Dump(crate::dump::DumpArgs),
+
+    /// Load a dump (either form) into the configured store in batches; refuses collections
+    /// that already hold data unless --overwrite
+    Load(crate::dump::LoadArgs),
 }
 
 /// `zstore config …`

@@ -243,6 +243,9 @@ impl Action {
             Command::Migrate(_) => {
                 return Err(CliError::usage("`migrate` is run by crate::migrate::run"));
             }
+            Command::Dump(_) | Command::Load(_) => {
+                return Err(CliError::usage("`dump` and `load` are run by crate::dump"));
+            }
         };
         Ok(Some(action))
     }

@@ -11,6 +11,7 @@ mod backup;
 mod bytes;
 mod cluster;
 mod commands;
+mod dump;
 mod error;
 mod migrate;
 
@@ -83,6 +84,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         .load()?;
     tracing::debug!(config = ?loaded.backend, "configuration loaded");
 
+    match &cli.command {
+        args::Command::Dump(a) => {
+            let result = dump::run_dump(a, &loaded, &mut printer, cli.global.json).await;
+            return result.and_then(|()| printer.flush());
+        }
+        args::Command::Load(a) => {
+            let result = dump::run_load(a, &loaded, &mut printer, cli.global.json).await;
+            return result.and_then(|()| printer.flush());
+        }
+        _ => {}
+    }
     if let args::Command::Backup(command) = &cli.command {
         let result = backup::run(command, &loaded, &mut printer, cli.global.json).await;
         return result.and_then(|()| printer.flush());

@@ -18,7 +18,9 @@ pub mod backend;
 pub mod backup;
 pub mod collections;
 pub mod composite;
+pub mod dump;
 pub mod limits;
+pub mod metrics;
 pub mod mvcc;
 
 #[cfg(feature = "conformance")]

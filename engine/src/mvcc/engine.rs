@@ -552,6 +552,11 @@ impl EngineInner {
                 Err(e) => return Err(e),
             }
         }
+        crate::metrics::gc(
+            report.versions_scanned,
+            report.versions_removed,
+            report.tombstones_removed,
+        );
         Ok(report)
     }
 

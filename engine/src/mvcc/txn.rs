@@ -533,7 +533,11 @@ impl WriteTransaction {
     }
 
     /// Discards everything.
-    pub fn rollback(self) {}
+    pub fn rollback(self) {
+        if self.has_writes() {
+            crate::metrics::abort();
+        }
+    }
 
     /// Consumes the transaction without committing: its options, read version, read set and
     /// buffered writes, for [`crate::mvcc::replica`] (Raft mode commits through the log).
@@ -591,6 +595,7 @@ impl WriteTransaction {
                 Isolation::Snapshot => writes.first_overlap(&committed.writes),
             };
             if let Some((collection, key)) = hit {
+                crate::metrics::conflict(collection.as_str());
                 return Err(TxnError::Conflict {
                     collection: collection.clone(),
                     key: KeyPreview::of(key),
@@ -610,7 +615,8 @@ impl WriteTransaction {
                 VERSION_LIMIT.to_vec(),
                 meta::encode_u64(VERSION_LIMIT, limit),
             );
-            inner.backend.write(lease, Durability::Synced).await?;
+            (inner.backend.write(lease, Durability::Synced).await)
+                .inspect_err(|_| crate::metrics::abort())?;
             state.leased_until = limit;
         }
         state.last_assigned = version;
@@ -621,9 +627,11 @@ impl WriteTransaction {
         let ticket = VersionTicket::new(Arc::clone(&inner.oracle), version);
 
         let mut batch = WriteBatch::with_capacity(pending.len());
+        let (keys, mut bytes) = (pending.len(), 0u64);
         for (collection, encoded, value) in pending {
             let versioned = encoded.into_versioned(version);
             let stored = value::encode(collection.as_str(), versioned.as_bytes(), value.as_deref());
+            bytes += (versioned.as_bytes().len() + stored.len()) as u64;
             batch.put(&collection, versioned.into_bytes(), stored);
         }
 
@@ -633,6 +641,7 @@ impl WriteTransaction {
             // The next commit may validate and write now: its batch lands after this one.
             drop(state);
             if let Err(e) = written {
+                crate::metrics::abort();
                 ticket.resolve();
                 return Err(match e {
                     crate::BackendError::CollectionNotFound { collection } => {
@@ -641,6 +650,7 @@ impl WriteTransaction {
                     other => TxnError::Backend(other),
                 });
             }
+            crate::metrics::commit(keys, bytes);
             let durable = if synced {
                 inner.backend.sync().await
             } else {
