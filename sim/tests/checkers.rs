@@ -641,8 +641,16 @@ fn materialize(ops: &[GenOp]) -> History {
     History::from_events(events)
 }
 
+fn cases() -> u32 {
+    std::env::var("ZCORE_CHECKER_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // ZCORE_CHECKER_CASES=N runs longer campaigns (default 200 cases per property).
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Sequential histories (one op at a time, any process) of a real register are linearizable;
     /// changing one read to a never-written value makes them not.
@@ -710,6 +718,43 @@ proptest! {
         prop_assert_ne!(ours, Unknown);
         prop_assert_eq!(ours == Valid, todc_verdict(&h), "{:?}", h);
     }
+}
+
+/// Random histories with random read values, as in `verdict_matches_todc_utils`, but counted:
+/// both verdicts must occur often (so the agreement is not vacuous) and always agree.
+#[test]
+fn verdict_agreement_with_todc_utils_covers_both_outcomes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (gen_ops(14), prop::collection::vec(0u64..16, 14));
+    let (mut valid, mut invalid) = (0, 0);
+    for _ in 0..2_000 {
+        let (ops, reads) = strategy.new_tree(&mut runner).expect("generate").current();
+        let mut h = materialize(&ops);
+        let mut k = 0;
+        for e in &mut h.events {
+            if e.kind == Done
+                && let Op::Read { key, .. } = e.op
+            {
+                let v = reads[k % reads.len()];
+                e.op = r(key, (v > 0).then_some(v));
+                k += 1;
+            }
+        }
+        let ours = lin(&h).verdict;
+        assert_eq!(ours == Valid, todc_verdict(&h), "{h:?}");
+        match ours {
+            Valid => valid += 1,
+            Invalid => invalid += 1,
+            Unknown => panic!("tiny history undecided"),
+        }
+    }
+    println!("todc-utils agreement: {valid} linearizable, {invalid} not, of 2000");
+    assert!(
+        valid >= 200 && invalid >= 200,
+        "{valid} valid, {invalid} invalid"
+    );
 }
 
 #[test]
