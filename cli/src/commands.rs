@@ -528,7 +528,27 @@ struct StatsReport {
     tracked_commits: usize,
     collections: Vec<CollectionReport>,
     details: Vec<(String, u64)>,
+    /// Metrics recorded by this zstore process only (see [`process_metrics`]).
+    process_metrics: zcore_engine::metrics::Snapshot,
 }
+
+/// The in-process recorder `zstore` installs at start, so every command's metrics
+/// ([`zcore_engine::metrics`]) can be shown; they count this process only.
+pub fn process_metrics() -> &'static zcore_engine::metrics::SnapshotRecorder {
+    static RECORDER: std::sync::LazyLock<zcore_engine::metrics::SnapshotRecorder> =
+        std::sync::LazyLock::new(zcore_engine::metrics::SnapshotRecorder::new);
+    &RECORDER
+}
+
+/// Installs [`process_metrics`] as the global metrics recorder (once; later calls do nothing).
+pub fn install_process_metrics() {
+    if metrics::set_global_recorder(process_metrics()).is_ok() {
+        zcore_engine::metrics::describe();
+    }
+}
+
+/// Backend details that are counters of this process (since the store was opened).
+const PROCESS_DETAILS: [&str; 2] = ["sync_requests", "engine_syncs"];
 
 async fn stats<W: Write>(engine: &Engine, printer: &mut Printer<W>) -> Result<(), CliError> {
     let stats = engine.stats().await?;
@@ -560,6 +580,7 @@ async fn stats<W: Write>(engine: &Engine, printer: &mut Printer<W>) -> Result<()
         tracked_commits: stats.tracked_commits,
         collections,
         details: backend.details,
+        process_metrics: process_metrics().snapshot(),
     };
     if printer.json {
         return printer.json_line(&report);
@@ -604,7 +625,52 @@ async fn stats<W: Write>(engine: &Engine, printer: &mut Printer<W>) -> Result<()
         ))?;
     }
     for (name, value) in &report.details {
-        printer.text_line(&format!("detail {name}: {value}"))?;
+        let scope = if PROCESS_DETAILS.contains(&name.as_str()) {
+            " (this process)"
+        } else {
+            ""
+        };
+        printer.text_line(&format!("detail {name}: {value}{scope}"))?;
+    }
+    // Everything above is read from the store; what follows was counted by this zstore
+    // process, which only opened the store and scanned it, so most figures are zero.
+    printer.text_line(
+        "metrics of this process (zcore_engine::metrics; zstore stats itself only opens \
+         and scans the store, so commit, GC and sync figures are usually 0 here; a long-running \
+         application exports them with its own recorder):",
+    )?;
+    let snapshot = &report.process_metrics;
+    for &(name, kind, unit, _) in zcore_engine::metrics::ALL {
+        let samples: Vec<_> = snapshot.iter().filter(|s| s.name == name).collect();
+        if samples.is_empty() {
+            let zero = match kind {
+                zcore_engine::metrics::Kind::Histogram => "count=0".to_owned(),
+                _ => "0".to_owned(),
+            };
+            printer.text_line(&format!("metric {name}: {zero} ({})", unit.as_str()))?;
+        }
+        for s in samples {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            let value = match &s.value {
+                zcore_engine::metrics::Value::Counter { value } => value.to_string(),
+                zcore_engine::metrics::Value::Gauge { value } => value.to_string(),
+                zcore_engine::metrics::Value::Histogram {
+                    count,
+                    sum,
+                    min,
+                    max,
+                } => format!("count={count} sum={sum} min={min} max={max}"),
+            };
+            printer.text_line(&format!(
+                "metric {name}{labels}: {value} ({})",
+                unit.as_str()
+            ))?;
+        }
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         }
     };
     init_logging();
+    commands::install_process_metrics();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

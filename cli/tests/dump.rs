@@ -188,3 +188,39 @@ fn a_truncated_file_is_refused_with_its_location_and_writes_nothing() {
     let listed = String::from_utf8(ok(zstore(d, &args, None)).stdout).unwrap();
     assert!(listed.trim().is_empty(), "nothing was written: {listed}");
 }
+
+#[test]
+fn stats_separates_store_figures_from_this_process_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = ["--backend", "redb", "--path", "s.redb"];
+    let mut args = store.to_vec();
+    args.extend(["put", "c", "k", "v"]);
+    ok(zstore(d, &args, None));
+    let mut args = store.to_vec();
+    args.push("stats");
+    let text = String::from_utf8(ok(zstore(d, &args, None)).stdout).unwrap();
+    assert!(text.contains("latest_version: 1"), "{text}");
+    assert!(text.contains("metrics of this process"), "{text}");
+    // Every documented metric is listed; this process committed nothing.
+    for (name, ..) in zcore_engine::metrics::ALL {
+        assert!(
+            text.contains(&format!("metric {name}")),
+            "{name} missing: {text}"
+        );
+    }
+    assert!(
+        text.contains("metric zcore_commits_total: 0 (count)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("detail sync_requests: 0 (this process)"),
+        "{text}"
+    );
+    let mut args = store.to_vec();
+    args.extend(["--json", "stats"]);
+    let out = ok(zstore(d, &args, None));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["latest_version"], 1);
+    assert!(report["process_metrics"].is_array(), "{report}");
+}
