@@ -427,6 +427,36 @@ impl Shared {
                 if !self.is_leader() {
                     return Err(self.not_leader());
                 }
+                // Check the address first: an unreachable node, or another node than `id`
+                // there (a wrong configuration), is refused before the membership changes.
+                match rpc::call_client(
+                    &*self.transport,
+                    &addr,
+                    ClientRequest::Status,
+                    &self.timeouts,
+                    self.timeouts.rpc,
+                )
+                .await
+                {
+                    Err(e) => {
+                        return Err(WireError::PeerUnreachable(format!(
+                            "cannot add node {id}: {e}"
+                        )));
+                    }
+                    Ok(Ok(ClientReply::Status(s))) if s.id != id => {
+                        return Err(WireError::Invalid(format!(
+                            "the node at {addr} is node {}, not node {id}",
+                            s.id
+                        )));
+                    }
+                    Ok(Ok(ClientReply::Status(_))) => {}
+                    Ok(other) => {
+                        return Err(WireError::PeerUnreachable(format!(
+                            "cannot add node {id}: {addr} did not answer a status request \
+                             ({other:?})"
+                        )));
+                    }
+                }
                 let wait = self.timeouts.request;
                 match tokio::time::timeout(
                     wait,
@@ -936,6 +966,9 @@ impl ClusterNode {
             match result {
                 Ok(reply) => return Ok(reply),
                 Err(WireError::Invalid(m)) => return Err(ClusterError::Invalid(m)),
+                Err(WireError::PeerUnreachable(last)) => {
+                    return Err(ClusterError::Unavailable { timeout, last });
+                }
                 Err(e) => last = e.to_string(),
             }
             if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {

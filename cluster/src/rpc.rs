@@ -137,6 +137,9 @@ pub enum WireError {
     /// The node failed to serve the request.
     #[error("{0}")]
     Failed(String),
+    /// A node the request names cannot be reached (nothing was changed).
+    #[error("{0}")]
+    PeerUnreachable(String),
 }
 
 /// Replies to client requests.

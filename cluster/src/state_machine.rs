@@ -6,6 +6,21 @@
 //!   id, the membership and the client session record. Entries without data publish their
 //!   index ([`Engine::advance_replicated`]). Applied state is therefore exactly as durable as
 //!   the data it describes; after a crash, openraft re-applies from the persisted applied id.
+//! - **Batches.** A [`Command::Batch`] entry (the leader's group commit, see
+//!   [`crate::node`]) carries several client transactions. They are decided in order, each
+//!   validated against the stored versions and against those accepted before it in the same
+//!   entry (which commit "between" its read version and the entry's index), and all accepted
+//!   ones are written at the entry's index in the entry's one backend write. The batch is part
+//!   of the log entry, so every replica decides it identically.
+//! - **Why apply writes are buffered (no sync per entry).** The log is the durable record: an
+//!   entry is applied only after it was appended with a synced write, and the log and the
+//!   state machine share one backend, whose contract (C9) loses buffered batches only as a
+//!   suffix — a buffered batch never survives a crash that loses one written before it. So a
+//!   crash leaves the applied record at some index `a` with exactly the data of entries `..=a`,
+//!   every later entry still in the log (purging is issued after the snapshot that covers the
+//!   purged entries was built from applied state, so it is later in the same order), and
+//!   openraft re-applies `a+1..` on restart. Snapshot installs, snapshot records and the vote
+//!   are synced.
 //! - **Retries.** A request with a [`RequestId`](crate::types::RequestId) whose number the
 //!   session already used is not applied again: the recorded response is returned.
 //! - **Snapshots** are files (see [`crate::snapshot`]) built from the engine at the applied

@@ -437,9 +437,18 @@ async fn membership_changes_under_load_and_bad_input() {
     let probe_addr = probe.addr().to_owned();
     probe.shutdown().await.unwrap();
     let started = tokio::time::Instant::now();
-    let result = tokio::time::timeout(DEADLINE, nodes[0].add_learner(5, probe_addr)).await;
-    assert!(result.is_ok(), "add-learner of an unreachable node hung");
+    let result = tokio::time::timeout(DEADLINE, nodes[0].add_learner(5, probe_addr.clone())).await;
+    let Ok(Err(ClusterError::Unavailable { last, .. })) = result else {
+        panic!("add-learner of an unreachable node: {result:?}");
+    };
+    assert!(last.contains(&probe_addr), "{last}");
     assert!(started.elapsed() < DEADLINE);
+    // A live node under another id than the one given: refused as a wrong configuration.
+    let err = nodes[0].add_learner(7, four.addr()).await.unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Invalid(m) if m.contains("not node 7")),
+        "{err}"
+    );
 
     let status = nodes[0].status().await;
     assert_eq!(status.voters, vec![1, 2, 3]);
