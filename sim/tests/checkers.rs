@@ -70,6 +70,15 @@ fn lin(h: &History) -> linearizable::LinearizabilityReport {
     linearizable::check(h, &LinearizabilityConfig::default()).expect("well-formed history")
 }
 
+/// The same check, forced through the WGL search instead of the zone check.
+fn lin_wgl(h: &History) -> linearizable::LinearizabilityReport {
+    let config = LinearizabilityConfig {
+        force_wgl: true,
+        ..LinearizabilityConfig::default()
+    };
+    linearizable::check(h, &config).expect("well-formed history")
+}
+
 // ---------------------------------------------------------------------------------------------
 // History format.
 
@@ -457,6 +466,7 @@ fn linearizable_reports_unknown_when_budget_runs_out() {
     let h = hist(&ev);
     let tiny = LinearizabilityConfig {
         max_steps_per_key: 50,
+        force_wgl: true,
         ..LinearizabilityConfig::default()
     };
     let rep = linearizable::check(&h, &tiny).expect("well formed");
@@ -466,13 +476,18 @@ fn linearizable_reports_unknown_when_budget_runs_out() {
     // The memo table's memory is bounded as well.
     let small = LinearizabilityConfig {
         max_cache_bytes_per_key: 1_000,
+        force_wgl: true,
         ..LinearizabilityConfig::default()
     };
     let rep = linearizable::check(&h, &small).expect("well formed");
     assert_eq!(rep.verdict, Unknown, "{rep:?}");
     // With the default budget it is decided: not linearizable (1, 2, 1 needs two writes of 1).
-    let full = lin(&h);
+    let full = lin_wgl(&h);
     assert_eq!(full.verdict, Invalid);
+    // The zone check (unique values) decides it in one pass.
+    let zones = lin(&h);
+    assert_eq!(zones.verdict, Invalid);
+    assert_eq!(zones.steps, 13);
     assert!(
         full.steps < 1_000_000,
         "memoization keeps this small: {} steps",
@@ -590,10 +605,12 @@ fn gen_ops(max_ops: usize) -> impl Strategy<Value = Vec<GenOp>> {
     })
 }
 
-/// Materializes generated ops into a history; writes get unique values 1, 2, ...; reads return
-/// the register's value at their effect instant. Failed writes never take effect; info writes
-/// take effect (they "happened" but the client never heard).
-fn materialize(ops: &[GenOp]) -> History {
+/// Materializes generated ops into a history; writes get unique values 1, 2, ... (or, with
+/// `modulo`, values 1..=modulo, repeated); reads return the register's value at their effect
+/// instant. Failed writes never take effect; info writes take effect (they "happened" but the
+/// client never heard).
+fn materialize(ops: &[GenOp], modulo: Option<u64>) -> History {
+    let val = |i: usize| modulo.map_or(i as u64 + 1, |m| i as u64 % m + 1);
     let mut points: Vec<(u32, u8, usize)> = Vec::new(); // (time, 0=invoke 1=effect 2=complete, op)
     for (i, o) in ops.iter().enumerate() {
         points.push((o.invoke, 0, i));
@@ -607,7 +624,7 @@ fn materialize(ops: &[GenOp]) -> History {
         let o = &ops[i];
         if what == 1 {
             if o.is_write && o.outcome != Fail {
-                reg = Some(i as u64 + 1);
+                reg = Some(val(i));
             } else if !o.is_write {
                 read_values[i] = reg;
             }
@@ -616,7 +633,7 @@ fn materialize(ops: &[GenOp]) -> History {
     let mut events = Vec::new();
     for &(t, what, i) in &points {
         let o = &ops[i];
-        let value = i as u64 + 1;
+        let value = val(i);
         let (kind, op) = match what {
             0 => (Invoke, if o.is_write { w(1, value) } else { r(1, None) }),
             1 => continue,
@@ -695,66 +712,77 @@ proptest! {
     /// linearizable, and our verdict equals todc-utils' on them.
     #[test]
     fn concurrent_register_histories_are_linearizable(ops in gen_ops(40)) {
-        let h = materialize(&ops);
+        let h = materialize(&ops, None);
         let rep = lin(&h);
         prop_assert_eq!(rep.verdict, Valid, "{:?}\n{:?}", rep, h);
+        prop_assert_eq!(lin_wgl(&h).verdict, Valid);
         prop_assert!(todc_verdict(&h));
+        // Repeated values take the WGL path.
+        let dup = materialize(&ops, Some(3));
+        prop_assert_eq!(lin(&dup).verdict, Valid, "{:?}", dup);
+        prop_assert!(todc_verdict(&dup));
     }
 
     /// On arbitrary (mostly non-linearizable) histories — reads return random earlier-or-later
     /// written values — our verdict equals todc-utils'.
     #[test]
-    fn verdict_matches_todc_utils(ops in gen_ops(14), reads in prop::collection::vec(0u64..16, 14)) {
-        let mut h = materialize(&ops);
-        let mut k = 0;
-        for e in &mut h.events {
-            if e.kind == Done && let Op::Read { key, .. } = e.op {
-                let v = reads[k % reads.len()];
-                e.op = r(key, (v > 0).then_some(v));
-                k += 1;
-            }
-        }
+    fn verdict_matches_todc_utils(ops in gen_ops(14), reads in prop::collection::vec(0u64..16, 14), dup in any::<bool>()) {
+        let h = random_reads(&ops, &reads, dup);
         let ours = lin(&h).verdict;
         prop_assert_ne!(ours, Unknown);
+        prop_assert_eq!(ours, lin_wgl(&h).verdict);
         prop_assert_eq!(ours == Valid, todc_verdict(&h), "{:?}", h);
     }
 }
 
+/// A generated history whose ok reads return arbitrary values (0 = never written) instead of
+/// the register's; with `dup`, written values repeat (1..=3) and reads pick among 0..=4.
+fn random_reads(ops: &[GenOp], reads: &[u64], dup: bool) -> History {
+    let mut h = materialize(ops, dup.then_some(3));
+    let mut k = 0;
+    for e in &mut h.events {
+        if e.kind == Done
+            && let Op::Read { key, .. } = e.op
+        {
+            let v = reads[k % reads.len()] % if dup { 5 } else { 16 };
+            e.op = r(key, (v > 0).then_some(v));
+            k += 1;
+        }
+    }
+    h
+}
+
 /// Random histories with random read values, as in `verdict_matches_todc_utils`, but counted:
-/// both verdicts must occur often (so the agreement is not vacuous) and always agree.
+/// both verdicts must occur often (so the agreement is not vacuous), and the zone check, the
+/// WGL search and todc-utils always agree — with unique values (zones) and repeated ones (WGL).
 #[test]
 fn verdict_agreement_with_todc_utils_covers_both_outcomes() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = (gen_ops(14), prop::collection::vec(0u64..16, 14));
-    let (mut valid, mut invalid) = (0, 0);
-    for _ in 0..2_000 {
-        let (ops, reads) = strategy.new_tree(&mut runner).expect("generate").current();
-        let mut h = materialize(&ops);
-        let mut k = 0;
-        for e in &mut h.events {
-            if e.kind == Done
-                && let Op::Read { key, .. } = e.op
-            {
-                let v = reads[k % reads.len()];
-                e.op = r(key, (v > 0).then_some(v));
-                k += 1;
+    for dup in [false, true] {
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..2_000 {
+            let (ops, reads) = strategy.new_tree(&mut runner).expect("generate").current();
+            let h = random_reads(&ops, &reads, dup);
+            let ours = lin(&h).verdict;
+            assert_eq!(ours, lin_wgl(&h).verdict, "{h:?}");
+            assert_eq!(ours == Valid, todc_verdict(&h), "{h:?}");
+            match ours {
+                Valid => valid += 1,
+                Invalid => invalid += 1,
+                Unknown => panic!("tiny history undecided"),
             }
         }
-        let ours = lin(&h).verdict;
-        assert_eq!(ours == Valid, todc_verdict(&h), "{h:?}");
-        match ours {
-            Valid => valid += 1,
-            Invalid => invalid += 1,
-            Unknown => panic!("tiny history undecided"),
-        }
+        println!(
+            "todc-utils agreement (repeated values: {dup}): {valid} linearizable, {invalid} not, of 2000"
+        );
+        assert!(
+            valid >= 200 && invalid >= 200,
+            "{valid} valid, {invalid} invalid"
+        );
     }
-    println!("todc-utils agreement: {valid} linearizable, {invalid} not, of 2000");
-    assert!(
-        valid >= 200 && invalid >= 200,
-        "{valid} valid, {invalid} invalid"
-    );
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Per-key register linearizability: every key's reads and writes (`Op::Read` / `Op::Write`) can
 //! be ordered into a sequential register history consistent with real time.
 //!
-//! The search is Wing–Gong–Lowe with memoization of (linearized set, register state), as in Horn
-//! and Kroening and Porcupine, applied to each key separately (P-compositionality:
-//! linearizability is local, so a history is linearizable iff each key's sub-history is).
+//! Each key is checked separately (P-compositionality: linearizability is local, so a history is
+//! linearizable iff each key's sub-history is). A key whose written values are all distinct (the
+//! workload's contract) is decided exactly in O(n log n) by the zone check of Gibbons and Korach
+//! (see `check_zones`), which stays fast however many writes are left with unknown outcome; other
+//! keys go to a Wing–Gong–Lowe search with memoization of (linearized set, register state), as
+//! in Horn and Kroening and Porcupine, which is exponential in the worst case and bounded.
 //!
 //! Outcomes and how they are treated:
 //! - `Ok` ops must take effect between their invocation and completion.
@@ -42,6 +45,9 @@ pub struct LinearizabilityConfig {
     /// Memory allowed for one key's memo table (linearized-set bitmaps), in bytes; a key that
     /// needs more is reported as unknown.
     pub max_cache_bytes_per_key: usize,
+    /// Always use the WGL search, even for keys whose written values are unique (where the
+    /// polynomial zone check decides exactly). For cross-checking the two.
+    pub force_wgl: bool,
 }
 
 impl Default for LinearizabilityConfig {
@@ -50,6 +56,7 @@ impl Default for LinearizabilityConfig {
             max_steps_per_key: 5_000_000,
             max_context_ops: 40,
             max_cache_bytes_per_key: 512 << 20,
+            force_wgl: false,
         }
     }
 }
@@ -257,15 +264,39 @@ struct Entries {
 
 impl Entries {
     fn new(ops: &[RegisterOpRecord]) -> Entries {
-        // (time, is_return, op); info ops return at the end of time.
+        // A write whose value is unique on the key must take effect before the first read that
+        // returned that value completes: its response can be moved to that completion. This
+        // bounds info writes (which otherwise stay open to the end and make the search
+        // exponential in the number of them that were read) without changing the verdict.
+        let mut writers: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut first_read: BTreeMap<u64, u64> = BTreeMap::new();
+        for o in ops {
+            match o.op {
+                RegisterOp::Write(v) => *writers.entry(v).or_default() += 1,
+                RegisterOp::Read(Some(v)) => {
+                    let c = o.completion_index.unwrap_or(u64::MAX);
+                    let slot = first_read.entry(v).or_insert(c);
+                    *slot = (*slot).min(c);
+                }
+                RegisterOp::Read(None) => {}
+            }
+        }
+        // (time, is_return, op); info ops return at the end of time unless bounded as above.
         let mut raw: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
         for (i, o) in ops.iter().enumerate() {
             raw.push((o.invoke_index, false, i));
-            let ret = if o.outcome == EventKind::Ok {
+            let mut ret = if o.outcome == EventKind::Ok {
                 o.completion_index.unwrap_or(u64::MAX)
             } else {
                 u64::MAX
             };
+            if let RegisterOp::Write(v) = o.op
+                && writers.get(&v) == Some(&1)
+                && let Some(&c) = first_read.get(&v)
+                && c > o.invoke_index
+            {
+                ret = ret.min(c);
+            }
             raw.push((ret, true, i));
         }
         raw.sort_unstable();
@@ -366,6 +397,12 @@ fn check_key(key: u64, ops: &[RegisterOpRecord], config: &LinearizabilityConfig)
                 key_ops: ops.len(),
             }),
         };
+    }
+
+    if !config.force_wgl
+        && let Some(result) = check_zones(key, ops, config)
+    {
+        return result;
     }
 
     let mut entries = Entries::new(ops);
@@ -487,4 +524,198 @@ fn context(
     }
     picked.insert(blocked.invoke_index, *blocked);
     picked.into_values().collect()
+}
+
+/// A cluster's zone: `lo..hi` in event time (see [`check_zones`]).
+#[derive(Debug, Clone, Copy)]
+struct Zone {
+    lo: u64,
+    hi: u64,
+    /// The cluster's value (`None`: the initial, never-written state).
+    value: Option<u64>,
+}
+
+/// Exact, polynomial check for a key whose written values are all distinct (Gibbons and
+/// Korach's "read-mapping" case, in the zone formulation of Golab, Li and Shah, PODC 2011).
+///
+/// Each value `v` forms a cluster: its write and the reads that returned it (the initial state
+/// is a virtual write before everything). With `f` the earliest completion and `s` the latest
+/// invocation in a cluster, the cluster's zone is forward `[f, s]` if `f < s`, else backward
+/// `[s, f]`. The history is linearizable iff no read completes before its write is invoked, no
+/// two forward zones overlap, and no backward zone lies inside a forward zone. Info writes
+/// never complete (`f` comes from their reads). Returns `None` when a value is written twice.
+fn check_zones(
+    key: u64,
+    ops: &[RegisterOpRecord],
+    config: &LinearizabilityConfig,
+) -> Option<KeyResult> {
+    // Times: invocation = event index + 1, completion = event index + 1 (info: never), so that
+    // the virtual initial write can sit at 0.
+    let start = |o: &RegisterOpRecord| o.invoke_index.saturating_add(1);
+    let finish = |o: &RegisterOpRecord| match (o.outcome, o.completion_index) {
+        (EventKind::Ok, Some(c)) => c.saturating_add(1),
+        _ => u64::MAX,
+    };
+    let mut writer: BTreeMap<u64, usize> = BTreeMap::new();
+    for (i, o) in ops.iter().enumerate() {
+        if let RegisterOp::Write(v) = o.op
+            && writer.insert(v, i).is_some()
+        {
+            return None;
+        }
+    }
+    // cluster value -> (min finish, max start, member ops)
+    let mut clusters: BTreeMap<Option<u64>, (u64, u64, Vec<usize>)> = BTreeMap::new();
+    for (i, o) in ops.iter().enumerate() {
+        let value = match o.op {
+            RegisterOp::Write(v) => Some(v),
+            RegisterOp::Read(v) => v,
+        };
+        let c = clusters.entry(value).or_insert_with(|| {
+            if value.is_none() {
+                (0, 0, Vec::new())
+            } else {
+                (u64::MAX, 0, Vec::new())
+            }
+        });
+        c.0 = c.0.min(finish(o));
+        c.1 = c.1.max(start(o));
+        c.2.push(i);
+        if let RegisterOp::Read(Some(v)) = o.op {
+            let w = &ops[*writer.get(&v)?];
+            if finish(o) < start(w) {
+                return Some(zone_violation(
+                    key,
+                    ops,
+                    config,
+                    o,
+                    &[i, *writer.get(&v)?],
+                    format!(
+                        "key {key}: read by process {} (events {}..{:?}) returned {v} before the write of {v} \
+                         (event {}) was invoked",
+                        o.process, o.invoke_index, o.completion_index, w.invoke_index
+                    ),
+                ));
+            }
+        }
+    }
+    let mut forward: Vec<Zone> = Vec::new();
+    let mut backward: Vec<Zone> = Vec::new();
+    for (&value, &(f, s, _)) in &clusters {
+        if f < s {
+            forward.push(Zone {
+                lo: f,
+                hi: s,
+                value,
+            });
+        } else {
+            backward.push(Zone {
+                lo: s,
+                hi: f,
+                value,
+            });
+        }
+    }
+    forward.sort_by_key(|z| (z.lo, z.hi));
+    let members = |v: Option<u64>| clusters.get(&v).map(|c| c.2.clone()).unwrap_or_default();
+    let describe = |v: Option<u64>| {
+        v.map_or("the initial (never written) state".to_string(), |v| {
+            format!("value {v}")
+        })
+    };
+    for pair in forward.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.lo < a.hi {
+            let mut involved = members(a.value);
+            involved.extend(members(b.value));
+            let Some(blocked) = involved.last().and_then(|&i| ops.get(i)) else {
+                continue;
+            };
+            return Some(zone_violation(
+                key,
+                ops,
+                config,
+                blocked,
+                &involved,
+                format!(
+                    "key {key}: {} was observed (events {}..{}) while {} was observed (events {}..{}): each \
+                     must be the register's value across the other's window, which no order allows",
+                    describe(a.value),
+                    a.lo.saturating_sub(1),
+                    a.hi.saturating_sub(1),
+                    describe(b.value),
+                    b.lo.saturating_sub(1),
+                    b.hi.saturating_sub(1)
+                ),
+            ));
+        }
+    }
+    for z in &backward {
+        let p = forward.partition_point(|f| f.lo <= z.lo);
+        if p == 0 {
+            continue;
+        }
+        let f = forward[p - 1];
+        if z.hi <= f.hi {
+            let mut involved = members(f.value);
+            involved.extend(members(z.value));
+            let Some(blocked) = members(z.value).first().and_then(|&i| ops.get(i)) else {
+                continue;
+            };
+            return Some(zone_violation(
+                key,
+                ops,
+                config,
+                blocked,
+                &involved,
+                format!(
+                    "key {key}: every operation on {} (events {}..{}) falls inside the window where {} must \
+                     be the value (events {}..{}): a stale or lost value",
+                    describe(z.value),
+                    z.lo.saturating_sub(1),
+                    z.hi.saturating_sub(1),
+                    describe(f.value),
+                    f.lo.saturating_sub(1),
+                    f.hi.saturating_sub(1)
+                ),
+            ));
+        }
+    }
+    Some(KeyResult::Linearizable {
+        steps: ops.len() as u64,
+    })
+}
+
+fn zone_violation(
+    key: u64,
+    ops: &[RegisterOpRecord],
+    config: &LinearizabilityConfig,
+    blocked: &RegisterOpRecord,
+    involved: &[usize],
+    reason: String,
+) -> KeyResult {
+    let mut picked: BTreeMap<u64, RegisterOpRecord> = BTreeMap::new();
+    for &i in involved.iter().take(config.max_context_ops.max(2)) {
+        if let Some(o) = ops.get(i) {
+            picked.insert(o.invoke_index, *o);
+        }
+    }
+    for o in context(ops, blocked, &[], config.max_context_ops) {
+        if picked.len() >= config.max_context_ops.max(2) {
+            break;
+        }
+        picked.insert(o.invoke_index, o);
+    }
+    KeyResult::Violation {
+        steps: ops.len() as u64,
+        violation: Box::new(LinearizabilityViolation {
+            key,
+            reason,
+            blocked: Some(*blocked),
+            longest_prefix: Vec::new(),
+            state_after_prefix: None,
+            context: picked.into_values().collect(),
+            key_ops: ops.len(),
+        }),
+    }
 }
