@@ -27,7 +27,9 @@
 //! `committed`, `last_applied` and `log` are optional (`None` / empty when unknown; openraft's
 //! metrics give `vote`, `current_leader`, `last_applied`, and the log store gives `log` and, with
 //! `save_committed`, `committed`). Each property is checked only on what was filled. `log` may be
-//! the retained suffix of the log (entries below it purged into a snapshot). The checker costs
+//! the retained suffix of the log (entries below it purged into a snapshot), but it must be the
+//! node's actual, contiguous log: an observer that mirrors the log must drop entries the node
+//! truncated or replaced by a snapshot, or stale entries will be reported as violations. The checker costs
 //! O(changed log entries) per observation, plus O(newly committed entries) per leader.
 
 use std::collections::BTreeMap;
@@ -381,7 +383,10 @@ impl RaftSafetyChecker {
                         step,
                         RaftViolationKind::MalformedLog,
                         vec![n],
-                        format!("node {n} log has {p:?} followed by {e:?}"),
+                        format!(
+                            "node {n} log has {p:?} followed by {e:?}: a gap or a leader id going back (the \
+                             observation must be the node's actual contiguous log)"
+                        ),
                     );
                 }
                 (p.index.checked_add(1) == Some(e.index)).then_some(pk)
