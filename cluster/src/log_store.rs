@@ -215,7 +215,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = WriteBatch::new();
             batch.put(&self.inner.state, VOTE.to_vec(), bytes);
             // Synced: on stable storage before this returns.
-            self.inner.backend.write(batch, Durability::Synced).await?;
+            #[cfg_attr(not(feature = "sim-faults"), allow(unused_mut))]
+            let mut durability = Durability::Synced;
+            // Simulator negative control: the planted bug "vote not persisted".
+            #[cfg(feature = "sim-faults")]
+            if crate::runtime::sim_faults::lose_votes() {
+                durability = Durability::Buffered;
+            }
+            self.inner.backend.write(batch, durability).await?;
             Ok::<_, StoreError>(())
         };
         write
@@ -279,6 +286,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if batch.is_empty() {
             callback.log_io_completed(Ok(()));
             return Ok(());
+        }
+        // Simulator fault point: a slow disk before the append is acknowledged.
+        #[cfg(feature = "sim-faults")]
+        if let Some(delay) = crate::runtime::sim_faults::buggify_delay("log_store.append") {
+            tokio::time::sleep(delay).await;
         }
         // One synced batch: readable when `write` returns, and durable, so the callback may
         // report the entries flushed.

@@ -77,6 +77,11 @@ impl PeerClient {
     async fn call(&mut self, request: RpcRequest, ttl: Duration) -> Result<RpcResponse, CallError> {
         let ttl = ttl.min(self.timeouts.rpc);
         let deadline = tokio::time::Instant::now() + ttl;
+        // Simulator fault point: the cached connection breaks before the call.
+        #[cfg(feature = "sim-faults")]
+        if crate::runtime::sim_faults::buggify("network.drop_connection") {
+            self.conn = None;
+        }
         // A cached connection may have died since its last use: then reconnect once.
         for _ in 0..2 {
             let fresh = self.conn.is_none();

@@ -45,6 +45,11 @@ async fn serve_connection(
             Ok(Ok(Some(request))) => request,
         };
         let response = dispatch(shared, request).await;
+        // Simulator fault point: a slow response (the caller's deadline may pass first).
+        #[cfg(feature = "sim-faults")]
+        if let Some(delay) = crate::runtime::sim_faults::buggify_delay("server.respond") {
+            tokio::time::sleep(delay).await;
+        }
         let bytes = frame::encode(Kind::Response, &response)?;
         conn.write_all(&bytes).await?;
         conn.flush().await?;

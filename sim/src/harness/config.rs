@@ -6,15 +6,7 @@ use std::fmt;
 use rand::Rng;
 
 use super::rng::{self, Stream};
-
-/// The storage backend of the nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimBackend {
-    /// redb through its file backend trait on turmoil's simulated disk.
-    Redb,
-    /// The memory backend with a durable image that loses unsynced writes.
-    Memory,
-}
+use crate::storage::SimBackendKind;
 
 /// Workload mix: relative weights of the three workloads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +48,7 @@ pub struct DiskFaults {
     /// Each write may flush its file's pending data early (random early sync).
     pub sync_probability: f64,
     /// Torn writes on power loss: each pending write keeps a random prefix of whole blocks.
-    pub block_size: Option<usize>,
+    pub block_size: Option<u64>,
 }
 
 /// The configuration of one run, all derived from `seed`.
@@ -67,7 +59,7 @@ pub struct SimConfig {
     /// Voters (3 or 5).
     pub nodes: u64,
     /// Storage backend of every node.
-    pub backend: SimBackend,
+    pub backend: SimBackendKind,
     /// Message latency bounds (ms) and the exponential curve's lambda.
     pub latency_ms: (u64, u64),
     /// turmoil's exponential latency curve.
@@ -115,9 +107,9 @@ impl SimConfig {
         let mut r = rng::rng(seed, Stream::Config, 0);
         let nodes = if r.gen_bool(0.7) { 3 } else { 5 };
         let backend = if r.gen_bool(0.5) {
-            SimBackend::Redb
+            SimBackendKind::Redb
         } else {
-            SimBackend::Memory
+            SimBackendKind::Memory
         };
         let min_lat = r.gen_range(0..=2);
         let max_lat = min_lat + r.gen_range(2..=25);
@@ -125,7 +117,11 @@ impl SimConfig {
         let election_min = r.gen_range(150..=300);
         let election_max = election_min + r.gen_range(100..=300);
         let w = |r: &mut rand::rngs::StdRng, on: f64, max: u32| {
-            if r.gen_bool(on) { r.gen_range(1..=max) } else { 0 }
+            if r.gen_bool(on) {
+                r.gen_range(1..=max)
+            } else {
+                0
+            }
         };
         let faults = FaultWeights {
             partition: w(&mut r, 0.8, 4),
@@ -191,7 +187,7 @@ impl fmt::Display for SimConfig {
         writeln!(f, "seed={}", self.seed)?;
         writeln!(
             f,
-            "  cluster: nodes={} backend={:?} heartbeat={}ms election={}..{}ms",
+            "  cluster: nodes={} backend={} heartbeat={}ms election={}..{}ms",
             self.nodes, self.backend, self.heartbeat_ms, self.election_ms.0, self.election_ms.1
         )?;
         writeln!(

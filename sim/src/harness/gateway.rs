@@ -135,7 +135,7 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, String> {
 }
 
 fn decode_list(bytes: &[u8]) -> Result<Vec<u64>, String> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(format!("a list value of {} bytes", bytes.len()));
     }
     Ok(bytes
@@ -160,9 +160,9 @@ fn coll(name: &str) -> Result<CollectionName, String> {
 /// proposed is unknown.
 fn classify(e: &ClusterError, wrote: bool) -> GwResponse {
     match e {
-        ClusterError::Conflict(_) | ClusterError::Rejected(_) | ClusterError::Unavailable { .. } => {
-            GwResponse::Fail(e.to_string())
-        }
+        ClusterError::Conflict(_)
+        | ClusterError::Rejected(_)
+        | ClusterError::Unavailable { .. } => GwResponse::Fail(e.to_string()),
         _ if !wrote => GwResponse::Fail(e.to_string()),
         _ => GwResponse::Info(e.to_string()),
     }
@@ -380,8 +380,7 @@ pub async fn serve(listener: turmoil::net::TcpListener, node: ClusterNode, idle:
         tokio::task::spawn_local(async move {
             loop {
                 let request =
-                    match tokio::time::timeout(idle, read_frame::<_, GwRequest>(&mut stream))
-                        .await
+                    match tokio::time::timeout(idle, read_frame::<_, GwRequest>(&mut stream)).await
                     {
                         Ok(Ok(Some(r))) => r,
                         _ => return,
