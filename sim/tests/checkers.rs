@@ -752,6 +752,134 @@ fn random_reads(ops: &[GenOp], reads: &[u64], dup: bool) -> History {
     h
 }
 
+fn arb_mop() -> impl Strategy<Value = Mop> {
+    prop_oneof![
+        (0u64..3, 0u64..4).prop_map(|(k, v)| app(k, v)),
+        (
+            0u64..3,
+            prop::option::of(prop::collection::vec(0u64..4, 0..3))
+        )
+            .prop_map(|(k, v)| rl(k, v)),
+        (0u64..3, prop::option::of(0u64..4)).prop_map(|(k, v)| rr(k, v)),
+        (0u64..3, 0u64..4).prop_map(|(k, v)| rw(k, v)),
+    ]
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u64..3, prop::option::of(0u64..4)).prop_map(|(k, v)| r(k, v)),
+        (0u64..3, 0u64..4).prop_map(|(k, v)| w(k, v)),
+        prop::collection::vec(arb_mop(), 0..4).prop_map(txn),
+    ]
+}
+
+fn arb_kind() -> impl Strategy<Value = EventKind> {
+    prop_oneof![Just(Invoke), Just(Done), Just(Fail), Just(Info)]
+}
+
+fn arb_obs() -> impl Strategy<Value = RaftObservation> {
+    let role = prop_oneof![
+        Just(NodeRole::Leader),
+        Just(NodeRole::Follower),
+        Just(NodeRole::Candidate),
+        Just(NodeRole::Learner),
+        Just(NodeRole::Down)
+    ];
+    let id =
+        (0u64..3, 0u64..3, 0u64..5).prop_map(|(term, node, index)| RaftLogId { term, node, index });
+    (
+        0u64..3,
+        0u64..4,
+        prop::option::of((0u64..4, prop::option::of(0u64..3), any::<bool>())),
+        role,
+        prop::option::of(id.clone()),
+        prop::option::of(id),
+        prop::collection::vec((0u64..6, 0u64..3, 0u64..3, 0u64..3), 0..5),
+    )
+        .prop_map(
+            |(node, term, vote, state, committed, last_applied, log)| RaftObservation {
+                node,
+                term,
+                vote: vote.map(|(term, node, committed)| RaftVote {
+                    term,
+                    node,
+                    committed,
+                }),
+                leader: None,
+                state,
+                committed,
+                last_applied,
+                log: log
+                    .into_iter()
+                    .map(|(index, term, node, digest)| RaftLogEntry {
+                        index,
+                        term,
+                        node,
+                        digest,
+                    })
+                    .collect(),
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// No checker panics, whatever the input: arbitrary (often malformed) histories, final states
+    /// and Raft observations give a report or an error.
+    #[test]
+    fn checkers_never_panic(
+        events in prop::collection::vec((0u64..3, arb_kind(), arb_op()), 0..16),
+        lists in prop::collection::btree_map(0u64..3, prop::collection::vec(0u64..4, 0..4), 0..3),
+        registers in prop::collection::btree_map(0u64..3, prop::option::of(0u64..4), 0..3),
+        steps in prop::collection::vec(prop::collection::vec(arb_obs(), 0..4), 0..6),
+        advanced in any::<bool>(),
+    ) {
+        let h = hist(&events);
+        let _ = linearizable::check(&h, &LinearizabilityConfig::default());
+        let _ = linearizable::check(&h, &LinearizabilityConfig { force_wgl: true, ..LinearizabilityConfig::default() });
+        let _ = isolation::check(&h, &IsolationConfig::new(IsolationLevel::StrictSerializable));
+        let _ = bank::check(&h, &bank_cfg());
+        let fin = FinalState { lists, registers, ..FinalState::default() };
+        let _ = durability::check(&h, &fin);
+        let _ = FinalState::from_reads(&h);
+        let _ = convergence::check_progress(&h, 3_000, 9_000);
+        let _ = h.to_edn();
+        let _ = h.to_json();
+        let _ = h.txns_only().validate();
+        let mode = if advanced { LeaderIdMode::Advanced } else { LeaderIdMode::Standard };
+        let mut raft = RaftSafetyChecker::new(mode);
+        for (i, batch) in steps.iter().enumerate() {
+            let _ = raft.observe(i as u64, batch);
+        }
+        // Well-formed subsets are checked for real (not just rejected).
+        let mut rec = Recorder::new();
+        let mut open: std::collections::BTreeMap<u64, zcore_sim::history::OpHandle> = std::collections::BTreeMap::new();
+        for (i, (p, kind, op)) in events.iter().enumerate() {
+            let now = Duration::from_micros(i as u64);
+            match open.remove(p) {
+                None => {
+                    if let Ok(hd) = rec.invoke(*p, op.clone(), now) {
+                        open.insert(*p, hd);
+                    }
+                }
+                Some(hd) => {
+                    let _ = match kind {
+                        Done | Invoke => rec.ok(hd, op.clone(), now),
+                        Fail => rec.fail(hd, now),
+                        Info => rec.info(hd, now),
+                    };
+                }
+            }
+        }
+        let good = rec.finish(Duration::from_secs(1));
+        prop_assert!(good.validate().is_ok());
+        prop_assert!(linearizable::check(&good, &LinearizabilityConfig::default()).is_ok());
+        prop_assert!(bank::check(&good, &bank_cfg()).is_ok());
+        prop_assert!(durability::check(&good, &FinalState::default()).is_ok());
+    }
+}
+
 /// Random histories with random read values, as in `verdict_matches_todc_utils`, but counted:
 /// both verdicts must occur often (so the agreement is not vacuous), and the zone check, the
 /// WGL search and todc-utils always agree — with unique values (zones) and repeated ones (WGL).
