@@ -318,6 +318,43 @@ fn edn_and_json_round_trip_through_adya() {
 }
 
 #[test]
+fn json_export_reads_back() {
+    let mut h = sample_txn_history();
+    h.events[0].node = Some(2);
+    h.events[1].node = Some(2); // completion events carry the node too (the recorder does that)
+    let back = History::from_json(&h.to_json().expect("fits")).expect("reads back");
+    assert_eq!(back, h);
+    // As a single JSON array too.
+    let array = format!(
+        "[{}]",
+        h.to_json().expect("fits").trim_end().replace('\n', ",")
+    );
+    assert_eq!(History::from_json(&array).expect("array"), h);
+    // rw-register transactions: a null read is a register read when nothing is appended.
+    let reg = hist(&[
+        (0, Invoke, txn(vec![rr(1, None), rw(2, 5)])),
+        (0, Done, txn(vec![rr(1, None), rw(2, 5)])),
+    ]);
+    assert_eq!(
+        History::from_json(&reg.to_json().expect("fits")).expect("reads back"),
+        reg
+    );
+    // Non-client events are skipped; malformed ones are errors, not panics.
+    let nemesis = "{\"type\":\"info\",\"f\":\"start-partition\",\"process\":\"nemesis\"}\n";
+    assert!(History::from_json(nemesis).expect("skipped").is_empty());
+    for bad in [
+        "{",
+        "{\"type\":\"maybe\",\"process\":0,\"f\":\"read\",\"value\":[1,null]}",
+        "{\"type\":\"ok\",\"process\":0,\"f\":\"read\",\"value\":[1]}",
+        "{\"type\":\"ok\",\"process\":0,\"f\":\"write\",\"value\":[1,-3]}",
+        "{\"type\":\"ok\",\"process\":0,\"f\":\"txn\",\"value\":[[\"cas\",1,2]]}",
+        "{\"type\":\"ok\",\"process\":0,\"f\":\"txn\",\"value\":[[\"r\",1,[\"x\"]]]}",
+    ] {
+        assert!(History::from_json(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn export_refuses_values_beyond_i64() {
     let h = hist(&[(0, Invoke, w(1, u64::MAX)), (0, Done, w(1, u64::MAX))]);
     assert!(matches!(
@@ -874,6 +911,23 @@ proptest! {
         }
         let good = rec.finish(Duration::from_secs(1));
         prop_assert!(good.validate().is_ok());
+        let back = History::from_json(&good.to_json().expect("small values")).expect("reads back");
+        prop_assert_eq!(back.len(), good.len());
+        // Exact up to the format's one ambiguity: a `null` read may be a list or a register read.
+        let norm = |h: &History| {
+            let mut h = h.clone();
+            for e in &mut h.events {
+                if let Op::Txn(mops) = &mut e.op {
+                    for m in mops.iter_mut() {
+                        if let Mop::ReadList { key, value: None } = *m {
+                            *m = Mop::RegRead { key, value: None };
+                        }
+                    }
+                }
+            }
+            h
+        };
+        prop_assert_eq!(norm(&back), norm(&good));
         prop_assert!(linearizable::check(&good, &LinearizabilityConfig::default()).is_ok());
         prop_assert!(bank::check(&good, &bank_cfg()).is_ok());
         prop_assert!(durability::check(&good, &FinalState::default()).is_ok());

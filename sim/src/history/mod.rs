@@ -473,6 +473,166 @@ impl History {
     }
 }
 
+impl History {
+    /// Reads back a history written by [`History::to_json`] (one object per line, or one JSON
+    /// array), e.g. a saved failing run, so it can be checked again offline.
+    ///
+    /// `:f :read` / `:f :write` objects become register ops, `:f :txn` transactions. A
+    /// transaction read `["r", k, [..]]` is a list read and `["r", k, v]` a register read; a
+    /// `null` read is a list read if the key is appended to or read as a list anywhere in the
+    /// history, else a register read (the format cannot tell them apart, like Elle's; a key used
+    /// both ways may come back with the other kind of read). Other objects (e.g. nemesis events)
+    /// are skipped. Indices are renumbered by position.
+    pub fn from_json(text: &str) -> Result<History, HistoryError> {
+        use serde_json::Value as J;
+        let bad = |line: usize, reason: String| HistoryError::Malformed {
+            index: line as u64,
+            reason,
+        };
+        let trimmed = text.trim_start();
+        let values: Vec<(usize, J)> = if trimmed.starts_with('[') {
+            let all: Vec<J> = serde_json::from_str(trimmed).map_err(|e| bad(0, e.to_string()))?;
+            all.into_iter().enumerate().collect()
+        } else {
+            let mut out = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                out.push((
+                    i,
+                    serde_json::from_str(line).map_err(|e| bad(i, e.to_string()))?,
+                ));
+            }
+            out
+        };
+        // Keys with list evidence (an append, or a read that returned a list).
+        let mut list_keys: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+        for (_, v) in &values {
+            if v.get("f").and_then(J::as_str) != Some("txn") {
+                continue;
+            }
+            for m in v.get("value").and_then(J::as_array).into_iter().flatten() {
+                let listy = match (m.get(0).and_then(J::as_str), m.get(2)) {
+                    (Some("append"), _) => true,
+                    (Some("r"), Some(J::Array(_))) => true,
+                    _ => false,
+                };
+                if listy && let Some(k) = m.get(1).and_then(J::as_u64) {
+                    list_keys.insert(k);
+                }
+            }
+        }
+        let num = |line: usize, v: &J, what: &str| -> Result<u64, HistoryError> {
+            v.as_u64()
+                .ok_or_else(|| bad(line, format!("{what} is not a non-negative integer: {v}")))
+        };
+        let opt = |line: usize, v: &J, what: &str| -> Result<Option<u64>, HistoryError> {
+            if v.is_null() {
+                Ok(None)
+            } else {
+                num(line, v, what).map(Some)
+            }
+        };
+        let mut events = Vec::with_capacity(values.len());
+        for (line, v) in values {
+            let kind = match v.get("type").and_then(J::as_str) {
+                Some("invoke") => EventKind::Invoke,
+                Some("ok") => EventKind::Ok,
+                Some("fail") => EventKind::Fail,
+                Some("info") => EventKind::Info,
+                other => return Err(bad(line, format!("bad type {other:?}"))),
+            };
+            let Some(process) = v.get("process").and_then(J::as_u64) else {
+                continue; // nemesis or other non-client events
+            };
+            let value = v.get("value").unwrap_or(&J::Null);
+            let pair = |what: &str| -> Result<(u64, &J), HistoryError> {
+                match value.as_array().map(Vec::as_slice) {
+                    Some([k, x]) => Ok((num(line, k, "key")?, x)),
+                    _ => Err(bad(
+                        line,
+                        format!("{what} value is not [key value]: {value}"),
+                    )),
+                }
+            };
+            let op = match v.get("f").and_then(J::as_str) {
+                Some("read") => {
+                    let (key, x) = pair("read")?;
+                    Op::Read {
+                        key,
+                        value: opt(line, x, "value")?,
+                    }
+                }
+                Some("write") => {
+                    let (key, x) = pair("write")?;
+                    Op::Write {
+                        key,
+                        value: num(line, x, "value")?,
+                    }
+                }
+                Some("txn") => {
+                    let mops = value
+                        .as_array()
+                        .ok_or_else(|| bad(line, "txn value is not a list".into()))?;
+                    let mut out = Vec::with_capacity(mops.len());
+                    for m in mops {
+                        let Some([f, k, x]) = m.as_array().map(Vec::as_slice) else {
+                            return Err(bad(line, format!("micro-op is not [f k v]: {m}")));
+                        };
+                        let key = num(line, k, "key")?;
+                        out.push(match (f.as_str(), x) {
+                            (Some("append"), x) => Mop::Append {
+                                key,
+                                value: num(line, x, "value")?,
+                            },
+                            (Some("w"), x) => Mop::RegWrite {
+                                key,
+                                value: num(line, x, "value")?,
+                            },
+                            (Some("r"), J::Array(xs)) => Mop::ReadList {
+                                key,
+                                value: Some(
+                                    xs.iter()
+                                        .map(|x| num(line, x, "element"))
+                                        .collect::<Result<_, _>>()?,
+                                ),
+                            },
+                            (Some("r"), J::Null) if list_keys.contains(&key) => {
+                                Mop::ReadList { key, value: None }
+                            }
+                            (Some("r"), x) => Mop::RegRead {
+                                key,
+                                value: opt(line, x, "value")?,
+                            },
+                            _ => return Err(bad(line, format!("unknown micro-op {m}"))),
+                        });
+                    }
+                    Op::Txn(out)
+                }
+                _ => continue,
+            };
+            let time_nanos = match v.get("time") {
+                None | Some(J::Null) => 0,
+                Some(t) => num(line, t, "time")?,
+            };
+            let node = match v.get("node") {
+                None => None,
+                Some(n) => opt(line, n, "node")?,
+            };
+            events.push(Event {
+                index: 0,
+                process,
+                kind,
+                op,
+                time_nanos,
+                node,
+            });
+        }
+        Ok(History::from_events(events))
+    }
+}
+
 fn fit(e: &Event, what: &'static str, v: u64) -> Result<i64, HistoryError> {
     i64::try_from(v).map_err(|_| HistoryError::ValueOutOfRange {
         index: e.index,
