@@ -513,11 +513,10 @@ impl History {
                 continue;
             }
             for m in v.get("value").and_then(J::as_array).into_iter().flatten() {
-                let listy = match (m.get(0).and_then(J::as_str), m.get(2)) {
-                    (Some("append"), _) => true,
-                    (Some("r"), Some(J::Array(_))) => true,
-                    _ => false,
-                };
+                let listy = matches!(
+                    (m.get(0).and_then(J::as_str), m.get(2)),
+                    (Some("append"), _) | (Some("r"), Some(J::Array(_)))
+                );
                 if listy && let Some(k) = m.get(1).and_then(J::as_u64) {
                     list_keys.insert(k);
                 }
