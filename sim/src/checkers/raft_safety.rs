@@ -365,12 +365,7 @@ impl RaftSafetyChecker {
         }
 
         // Log well-formedness and log matching, on the part that changed since last time.
-        let first_changed = o
-            .log
-            .iter()
-            .zip(&track.log)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let first_changed = first_difference(&o.log, &track.log);
         let start = first_changed.saturating_sub(1);
         for j in start..o.log.len() {
             let e = o.log[j];
@@ -443,7 +438,10 @@ impl RaftSafetyChecker {
                 }
             }
         }
-        track.log.clone_from(&o.log);
+        track.log.truncate(first_changed);
+        track
+            .log
+            .extend_from_slice(o.log.get(first_changed..).unwrap_or(&[]));
 
         // Committed entries: record, and check they agree across nodes.
         if let Some(c) = o.committed {
@@ -608,4 +606,13 @@ impl RaftSafetyChecker {
             );
         }
     }
+}
+
+/// Length of the common prefix of two logs. The common case (the new log extends the old one)
+/// is settled with one slice comparison.
+fn first_difference(new: &[RaftLogEntry], old: &[RaftLogEntry]) -> usize {
+    if new.len() >= old.len() && new.get(..old.len()) == Some(old) {
+        return old.len();
+    }
+    new.iter().zip(old).take_while(|(a, b)| a == b).count()
 }
