@@ -12,6 +12,8 @@
 
 pub mod config;
 pub mod fjall;
+#[doc(hidden)]
+pub mod fuzz;
 mod group_sync;
 pub mod memory;
 pub mod redb;

@@ -254,16 +254,18 @@ where
         got += n;
     }
     let header = parse_header(&head)?;
-    let mut payload = vec![0u8; header.len as usize];
-    r.read_exact(&mut payload).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            FrameError::Truncated {
-                len: HEADER_LEN + payload.len(),
-            }
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
+    // Grow with the bytes that actually arrive: the length field alone (≤ MAX_PAYLOAD) never
+    // decides an allocation.
+    let mut payload = Vec::with_capacity((header.len as usize).min(64 << 10));
+    let got = (&mut *r)
+        .take(u64::from(header.len))
+        .read_to_end(&mut payload)
+        .await?;
+    if got < header.len as usize {
+        return Err(FrameError::Truncated {
+            len: HEADER_LEN + got,
+        });
+    }
     check_payload(&header, kind, &payload).map(Some)
 }
 

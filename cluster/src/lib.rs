@@ -15,6 +15,8 @@
 pub mod config;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -43,7 +43,10 @@ pub struct RequestId {
 }
 
 /// What a log entry asks the state machine to do.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Decoding refuses batches nested deeper than [`MAX_COMMAND_DEPTH`] (a crafted log entry or
+/// RPC of deeply nested batches would otherwise overflow the decoder's stack).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Command {
     /// Validate and commit a transaction at the entry's log index.
     Txn(ReplicatedTxn),
@@ -56,6 +59,45 @@ pub enum Command {
     /// committed ones are written together at the entry's log index (see
     /// [`crate::state_machine`]).
     Batch(Vec<Request>),
+}
+
+/// How deeply commands may nest when decoded: a request, a batch of requests, and one more
+/// level of headroom (the proposal batcher nests at most once).
+pub const MAX_COMMAND_DEPTH: u32 = 4;
+
+thread_local! {
+    static COMMAND_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The derived decoder of [`Command`], wrapped below with a depth limit.
+        #[derive(Deserialize)]
+        #[serde(remote = "Command")]
+        enum CommandDef {
+            Txn(ReplicatedTxn),
+            CreateCollection(String),
+            DropCollection(String),
+            Batch(Vec<Request>),
+        }
+        struct Level;
+        impl Drop for Level {
+            fn drop(&mut self) {
+                COMMAND_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+            }
+        }
+        let depth = COMMAND_DEPTH.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
+        let _level = Level;
+        if depth > MAX_COMMAND_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "commands nested more than {MAX_COMMAND_DEPTH} deep"
+            )));
+        }
+        CommandDef::deserialize(d)
+    }
 }
 
 /// Application data of a normal log entry.

@@ -19,6 +19,8 @@ pub mod backup;
 pub mod collections;
 pub mod composite;
 pub mod dump;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod limits;
 pub mod metrics;
 pub mod mvcc;

@@ -73,7 +73,7 @@
 //! stored raw.
 
 mod chain;
-mod codec;
+pub(crate) mod codec;
 mod create;
 mod error;
 pub mod format;
