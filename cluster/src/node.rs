@@ -885,11 +885,14 @@ impl ClusterNode {
             .map(|_| ())
     }
 
-    /// Adds a learner and waits until it has caught up with the log (forwarded to the leader).
+    /// Adds a learner (forwarded to the leader): first checks that `addr` answers as node
+    /// `id`, then changes the membership and waits until the learner's replication is within
+    /// openraft's `replication_lag_threshold` of the log (or the request timeout).
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Unavailable`] if `addr` is unreachable for the whole request timeout.
+    /// [`ClusterError::Unavailable`] if `addr` cannot be reached (membership unchanged),
+    /// [`ClusterError::Invalid`] if another node than `id` answers there.
     pub async fn add_learner(
         &self,
         id: NodeId,
