@@ -102,7 +102,9 @@ async fn child(kind: &str, dir: PathBuf) {
         n += 1;
         let txn = engine.next_seq(b"txn").await.expect("seq");
         writeln!(out, "SEQ {txn}").unwrap();
-        let durability = if n.is_multiple_of(4) {
+        // Negative control: every commit buffered, but reported as acknowledged durable.
+        let lie = std::env::var_os(ACK_BUFFERED).is_some();
+        let durability = if lie || n.is_multiple_of(4) {
             Durability::Buffered
         } else {
             Durability::Synced
@@ -118,7 +120,7 @@ async fn child(kind: &str, dir: PathBuf) {
             tx.put(&c, b"last".to_vec(), txn.to_be_bytes()).unwrap();
         }
         let info = tx.commit().await.expect("commit");
-        if durability == Durability::Synced {
+        if lie || durability == Durability::Synced {
             writeln!(out, "ACK {txn} {}", info.version).unwrap();
             out.flush().unwrap();
         }
@@ -145,9 +147,19 @@ struct Round {
     ready: bool,
 }
 
-fn run_child_and_kill(kind: &str, dir: &Path, wait_acks: u64, extra_micros: u64) -> Round {
+fn run_child_and_kill(
+    kind: &str,
+    dir: &Path,
+    wait_acks: u64,
+    extra_micros: u64,
+    ack_buffered: bool,
+) -> Round {
     let exe = std::env::current_exe().expect("current exe");
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if ack_buffered {
+        command.env(ACK_BUFFERED, "1");
+    }
+    let mut child = command
         .env("ZCORE_KILL_CHILD", format!("{kind}:{}", dir.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -290,7 +302,10 @@ struct Totals {
 /// Kills per store directory before the loop starts over with a fresh one.
 const KILLS_PER_STORE: u64 = 30;
 
-fn parent(kind: &str, kills: u64) -> Result<Totals, String> {
+/// Set in a child: acknowledge buffered commits as if they were durable (negative control).
+const ACK_BUFFERED: &str = "ZCORE_KILL_ACK_BUFFERED";
+
+fn parent(kind: &str, kills: u64, ack_buffered: bool) -> Result<Totals, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -328,7 +343,7 @@ fn parent(kind: &str, kills: u64) -> Result<Totals, String> {
         };
         let extra = next_random(&mut rng) % 2000;
         let t0 = Instant::now();
-        let r = run_child_and_kill(kind, dir.path(), wait, extra);
+        let r = run_child_and_kill(kind, dir.path(), wait, extra, ack_buffered);
         let child_secs = t0.elapsed().as_secs_f64();
         totals.kills += 1;
         if !r.ready {
@@ -391,7 +406,7 @@ fn main() {
             .map(|kind| {
                 scope.spawn(move || {
                     let t = Instant::now();
-                    let r = parent(kind, kills);
+                    let r = parent(kind, kills, false);
                     (kind, r, t.elapsed().as_secs_f64())
                 })
             })
@@ -424,6 +439,29 @@ fn main() {
                 failed += 1;
                 println!("kill test {kind} FAILED: {e}");
             }
+        }
+    }
+    // Negative control: redb keeps buffered commits in process memory, so a child that
+    // acknowledges them as durable loses acknowledged commits at a kill. The checker must say
+    // so within a bounded number of kills.
+    const CONTROL_KILLS: u64 = 30;
+    match parent("redb", CONTROL_KILLS, true) {
+        Err(e) if e.contains("is missing") => {
+            passed += 1;
+            println!(
+                "kill test negative control (buffered commits acknowledged as durable): caught: {e}"
+            );
+        }
+        Err(e) => {
+            failed += 1;
+            println!("kill test negative control FAILED with an unexpected error: {e}");
+        }
+        Ok(t) => {
+            failed += 1;
+            println!(
+                "kill test negative control FAILED: {} kills with buffered commits acknowledged as durable went unnoticed",
+                t.kills
+            );
         }
     }
     println!(

@@ -279,6 +279,34 @@ impl std::fmt::Display for Divergence {
     }
 }
 
+/// Compares the traces of two runs of `config`: `Ok` when identical, else the first
+/// divergent line.
+///
+/// # Errors
+///
+/// The [`Divergence`] when the hashes or the lines differ.
+pub fn compare_traces(
+    config: &CrashConfig,
+    first: &[String],
+    second: &[String],
+) -> Result<(), Box<Divergence>> {
+    let hashes = (trace_hash(first), trace_hash(second));
+    if hashes.0 == hashes.1 && first == second {
+        return Ok(());
+    }
+    let line = first
+        .iter()
+        .zip(second)
+        .position(|(a, b)| a != b)
+        .unwrap_or(first.len().min(second.len()));
+    Err(Box::new(Divergence {
+        config: config.clone(),
+        hashes,
+        line,
+        lines: (first.get(line).cloned(), second.get(line).cloned()),
+    }))
+}
+
 /// Runs `config` twice in this process and compares the traces.
 ///
 /// # Errors
@@ -287,25 +315,8 @@ impl std::fmt::Display for Divergence {
 pub fn run_twice(config: &CrashConfig) -> Result<CrashReport, String> {
     let first = run(config)?;
     let second = run(config)?;
-    if first.trace_hash == second.trace_hash && first.trace == second.trace {
-        return Ok(first);
-    }
-    let line = first
-        .trace
-        .iter()
-        .zip(&second.trace)
-        .position(|(a, b)| a != b)
-        .unwrap_or(first.trace.len().min(second.trace.len()));
-    Err(Divergence {
-        config: config.clone(),
-        hashes: (first.trace_hash, second.trace_hash),
-        line,
-        lines: (
-            first.trace.get(line).cloned(),
-            second.trace.get(line).cloned(),
-        ),
-    }
-    .to_string())
+    compare_traces(config, &first.trace, &second.trace).map_err(|d| d.to_string())?;
+    Ok(first)
 }
 
 /// A short human summary of a report.
@@ -337,4 +348,41 @@ pub fn summary(r: &CrashReport) -> String {
         r.trace.len()
     );
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_traces_names_the_first_divergent_line() {
+        let config = CrashConfig::from_seed(3, SimBackendKind::Memory);
+        let a: Vec<String> = ["cfg", "t=1 commit #1", "t=2 commit #2"]
+            .map(String::from)
+            .to_vec();
+        let mut b = a.clone();
+        assert!(compare_traces(&config, &a, &b).is_ok());
+        b[2] = "t=3 commit #2".to_owned();
+        let d = compare_traces(&config, &a, &b).expect_err("traces differ");
+        assert_eq!(d.line, 2);
+        assert_eq!(d.lines.1.as_deref(), Some("t=3 commit #2"));
+        assert_ne!(d.hashes.0, d.hashes.1);
+        assert!(d.to_string().contains("first divergent line 2"));
+        // A trace that is a strict prefix of the other diverges where it ends.
+        let d = compare_traces(&config, &a[..2], &a).expect_err("lengths differ");
+        assert_eq!((d.line, d.lines.0.clone()), (2, None));
+    }
+
+    #[test]
+    fn configuration_is_a_function_of_the_seed() {
+        let a = CrashConfig::from_seed(11, SimBackendKind::Redb);
+        assert_eq!(a, CrashConfig::from_seed(11, SimBackendKind::Redb));
+        assert!(a.faults.torn_write_block.is_some() && a.faults.early_sync_probability > 0.0);
+        let differs = (12..40).any(|s| {
+            let b = CrashConfig::from_seed(s, SimBackendKind::Redb);
+            b.faults != a.faults || b.synced_fraction != a.synced_fraction
+        });
+        assert!(differs);
+    }
 }
