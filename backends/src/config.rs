@@ -27,6 +27,10 @@
 //! [redb]
 //! cache_size_bytes = 67108864
 //! [memory]                   # no options yet
+//! [encryption]               # optional: encryption at rest (docs/encryption.md)
+//! key_file = "zcore.key"     # raw 32 bytes, 64 hex digits, or `<id>:<hex>` lines (a keyring)
+//! key_env = "ZCORE_KEY"      # name of a variable holding hex key(s), as `<id>:<hex>,...`
+//! encrypt_existing = false   # start encrypting a store that already holds plaintext values
 //! ```
 //!
 //! Every table is optional and only the selected backend's table is used, but every table that
@@ -43,6 +47,14 @@
 //! | `ZDB_DATA` | root data directory (default `./data`) |
 //! | `ZDB_PATH` | explicit store location (fjall directory or redb file), instead of the one under `ZDB_DATA` |
 //! | `ZDB_CACHE_SIZE` | cache size in bytes of the selected backend (`fjall.cache_size_bytes` or `redb.cache_size_bytes`); a plain integer, or with a `KiB`, `MiB` or `GiB` suffix |
+//! | `ZDB_ENCRYPTION_KEY_FILE` | key file (`encryption.key_file`) |
+//! | `ZDB_ENCRYPTION_KEY_ENV` | name of the variable holding hex key(s) (`encryption.key_env`) |
+//! | `ZDB_ENCRYPTION_ENCRYPT_EXISTING` | `true`/`false` (`encryption.encrypt_existing`) |
+//!
+//! Encryption is on when a key file or a key variable is configured; both may be given (their
+//! keys form one keyring, e.g. the old key in the file and the new one in the variable). The
+//! configuration holds only where the keys are: they are read by
+//! [`LoadedConfig::encryption_options`], and never appear in settings, errors or logs.
 //!
 //! A variable set to the empty string counts as unset. The memory backend has no location and
 //! no cache: it ignores `data_dir`, `path` and the cache size.
@@ -55,6 +67,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
+use zcore_engine::crypto::{EncryptionError, EncryptionOptions, Keyring};
 use zcore_engine::{BackendError, StorageBackend};
 
 use crate::fjall::{FjallBackend, FjallCompression, FjallOptions};
@@ -72,13 +85,23 @@ pub const ENV_PATH: &str = "ZDB_PATH";
 /// Environment variable setting the selected backend's cache size in bytes.
 pub const ENV_CACHE_SIZE: &str = "ZDB_CACHE_SIZE";
 
+/// Environment variable naming the encryption key file.
+pub const ENV_ENCRYPTION_KEY_FILE: &str = "ZDB_ENCRYPTION_KEY_FILE";
+/// Environment variable naming the variable that holds the encryption key(s) in hex.
+pub const ENV_ENCRYPTION_KEY_ENV: &str = "ZDB_ENCRYPTION_KEY_ENV";
+/// Environment variable allowing encryption of a store that holds plaintext values.
+pub const ENV_ENCRYPTION_ENCRYPT_EXISTING: &str = "ZDB_ENCRYPTION_ENCRYPT_EXISTING";
+
 /// Every environment variable the loader reads.
-pub const ENV_VARS: [&str; 5] = [
+pub const ENV_VARS: [&str; 8] = [
     ENV_CONFIG,
     ENV_BACKEND,
     ENV_DATA_DIR,
     ENV_PATH,
     ENV_CACHE_SIZE,
+    ENV_ENCRYPTION_KEY_FILE,
+    ENV_ENCRYPTION_KEY_ENV,
+    ENV_ENCRYPTION_ENCRYPT_EXISTING,
 ];
 
 /// Root data directory when nothing else names one.
@@ -100,6 +123,8 @@ pub mod flags {
     pub const PATH: &str = "--path";
     /// Flag setting the cache size.
     pub const CACHE_SIZE: &str = "--cache-size";
+    /// Flag naming the encryption key file.
+    pub const KEY_FILE: &str = "--key-file";
 }
 
 /// The name of a backend, as written in configuration.
@@ -177,6 +202,41 @@ pub struct ConfigFile {
     pub redb: Option<RedbOptions>,
     /// Options of the memory backend.
     pub memory: Option<MemoryOptions>,
+    /// Encryption at rest.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// Where the encryption keys come from (never the keys themselves). Encryption is on when
+/// `key_file` or `key_env` is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Key file: exactly 32 raw bytes, 64 hex digits, or a keyring of `<id>:<64 hex>` lines.
+    #[serde(default, serialize_with = "serialize_opt_path_lossy")]
+    pub key_file: Option<PathBuf>,
+    /// Name of an environment variable holding 64 hex digits or `<id>:<hex>,<id>:<hex>`.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Accept a store that already holds plaintext values: new writes are sealed, old values
+    /// stay readable until `zstore rekey`. Without it such a store is refused.
+    #[serde(default)]
+    pub encrypt_existing: bool,
+}
+
+#[allow(clippy::ref_option)]
+fn serialize_opt_path_lossy<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+impl EncryptionConfig {
+    /// Whether a key source is configured.
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.key_file.is_some() || self.key_env.is_some()
+    }
 }
 
 /// A parsed configuration file, with the keys it set explicitly (for provenance).
@@ -374,11 +434,82 @@ pub struct LoadedConfig {
     pub backend: BackendConfig,
     /// Every effective setting of the selected backend, in a stable order: `config_file` (when a
     /// file was read), `backend`, `data_dir` and `path` (not for memory), then the backend's
-    /// options.
+    /// options, then the `encryption.*` settings when encryption is configured.
     pub settings: Vec<Setting>,
+    /// Where the encryption keys come from (disabled by default).
+    pub encryption: EncryptionConfig,
 }
 
 impl LoadedConfig {
+    /// Reads the configured keys (key file, and the variable named by `key_env` from the
+    /// process environment) into engine options; `None` when encryption is not configured.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Encryption`] naming the setting and where it came from, for an
+    /// unreadable key file, an unset variable, or malformed key material (never shown).
+    pub fn encryption_options(&self) -> Result<Option<EncryptionOptions>, ConfigError> {
+        self.encryption_options_with(|name| std::env::var_os(name))
+    }
+
+    /// [`LoadedConfig::encryption_options`] with `lookup` as the environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`LoadedConfig::encryption_options`].
+    pub fn encryption_options_with(
+        &self,
+        lookup: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Option<EncryptionOptions>, ConfigError> {
+        let enc = &self.encryption;
+        if !enc.is_enabled() {
+            return Ok(None);
+        }
+        let origin = |name: &'static str| {
+            self.setting(name)
+                .map_or(SettingSource::Default, |s| s.source.clone())
+        };
+        let mut ring = Keyring::new();
+        if let Some(path) = &enc.key_file {
+            let file = Keyring::from_file(path).map_err(|source| ConfigError::Encryption {
+                setting: "encryption.key_file",
+                origin: origin("encryption.key_file"),
+                source,
+            })?;
+            ring.merge(file).map_err(|source| ConfigError::Encryption {
+                setting: "encryption.key_file",
+                origin: origin("encryption.key_file"),
+                source,
+            })?;
+        }
+        if let Some(name) = &enc.key_env {
+            let fail = |source| ConfigError::Encryption {
+                setting: "encryption.key_env",
+                origin: origin("encryption.key_env"),
+                source,
+            };
+            let value = lookup(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                fail(EncryptionError::KeyEnv {
+                    name: name.clone(),
+                    reason: "the variable is not set".to_owned(),
+                })
+            })?;
+            let text = zeroize::Zeroizing::new(value.into_string().map_err(|_| {
+                fail(EncryptionError::KeyEnv {
+                    name: name.clone(),
+                    reason: "the value is not valid UTF-8".to_owned(),
+                })
+            })?);
+            let parsed = Keyring::parse(text.as_bytes(), &format!("environment variable {name}"))
+                .map_err(fail)?;
+            ring.merge(parsed).map_err(fail)?;
+        }
+        Ok(Some(EncryptionOptions {
+            encrypt_existing: enc.encrypt_existing,
+            ..EncryptionOptions::new(ring)
+        }))
+    }
+
     /// The setting called `name`, if it is part of this configuration.
     #[must_use]
     pub fn setting(&self, name: &str) -> Option<&Setting> {
@@ -399,6 +530,8 @@ pub struct ConfigOverrides {
     pub path: Option<PathBuf>,
     /// Cache size in bytes of the selected backend (`--cache-size`).
     pub cache_size_bytes: Option<u64>,
+    /// Encryption key file (`--key-file`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Why a configuration could not be loaded.
@@ -442,6 +575,17 @@ pub enum ConfigError {
         origin: SettingSource,
         /// The backend's message, naming the option and its allowed range.
         reason: String,
+    },
+
+    /// The encryption keys cannot be loaded (the key material is never shown).
+    #[error("{setting} (from {origin}): {source}")]
+    Encryption {
+        /// `encryption.key_file` or `encryption.key_env`.
+        setting: &'static str,
+        /// Where the setting came from.
+        origin: SettingSource,
+        /// What is wrong.
+        source: EncryptionError,
     },
 
     /// A setting has a value that cannot be parsed or is out of range.
@@ -769,10 +913,120 @@ impl ConfigLoader {
             }
             BackendName::Memory => BackendConfig::Memory { memory },
         };
+        let encryption = self.encryption(file.as_ref(), &mut settings)?;
         Ok(LoadedConfig {
             backend: config,
             settings,
+            encryption,
         })
+    }
+
+    /// The `[encryption]` layers: file, environment, `--key-file`.
+    fn encryption(
+        &self,
+        file: Option<&ParsedFile>,
+        settings: &mut Vec<Setting>,
+    ) -> Result<EncryptionConfig, ConfigError> {
+        let from_file = file.and_then(|f| f.contents.encryption.clone().map(|e| (f, e)));
+        let mut key_file: Option<Sourced<PathBuf>> = None;
+        let mut key_env: Option<Sourced<String>> = None;
+        let mut existing = Sourced::default(false);
+        if let Some((f, e)) = from_file {
+            if let Some(p) = &e.key_file {
+                key_file = Some(Sourced {
+                    value: f.resolve(p),
+                    source: f.source(),
+                });
+            }
+            if let Some(v) = e.key_env {
+                key_env = Some(Sourced {
+                    value: v,
+                    source: f.source(),
+                });
+            }
+            if f.has("encryption.encrypt_existing") {
+                existing.set(e.encrypt_existing, f.source());
+            }
+        }
+        if let Some(p) = self.env_os(ENV_ENCRYPTION_KEY_FILE) {
+            key_file = Some(Sourced {
+                value: PathBuf::from(p),
+                source: SettingSource::Env {
+                    var: ENV_ENCRYPTION_KEY_FILE,
+                },
+            });
+        }
+        if let Some(v) = self.env_str(ENV_ENCRYPTION_KEY_ENV)? {
+            key_env = Some(Sourced {
+                value: v.to_owned(),
+                source: SettingSource::Env {
+                    var: ENV_ENCRYPTION_KEY_ENV,
+                },
+            });
+        }
+        if let Some(v) = self.env_str(ENV_ENCRYPTION_ENCRYPT_EXISTING)? {
+            let origin = SettingSource::Env {
+                var: ENV_ENCRYPTION_ENCRYPT_EXISTING,
+            };
+            let b = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        setting: ENV_ENCRYPTION_ENCRYPT_EXISTING,
+                        value: v.to_owned(),
+                        origin,
+                        reason: "expected true or false".to_owned(),
+                    });
+                }
+            };
+            existing.set(b, origin);
+        }
+        if let Some(p) = &self.overrides.key_file {
+            key_file = Some(Sourced {
+                value: p.clone(),
+                source: SettingSource::Flag {
+                    flag: flags::KEY_FILE,
+                },
+            });
+        }
+        if let Some(name) = &key_env
+            && (name.value.is_empty() || name.value.contains('='))
+        {
+            return Err(ConfigError::InvalidValue {
+                setting: "encryption.key_env",
+                value: name.value.clone(),
+                origin: name.source.clone(),
+                reason: "expected the name of an environment variable".to_owned(),
+            });
+        }
+        let config = EncryptionConfig {
+            key_file: key_file.as_ref().map(|k| k.value.clone()),
+            key_env: key_env.as_ref().map(|k| k.value.clone()),
+            encrypt_existing: existing.value,
+        };
+        if config.is_enabled() {
+            if let Some(k) = key_file {
+                settings.push(Setting {
+                    name: "encryption.key_file",
+                    value: k.value.display().to_string(),
+                    source: k.source,
+                });
+            }
+            if let Some(k) = key_env {
+                settings.push(Setting {
+                    name: "encryption.key_env",
+                    value: k.value,
+                    source: k.source,
+                });
+            }
+            settings.push(Setting {
+                name: "encryption.encrypt_existing",
+                value: existing.value.to_string(),
+                source: existing.source,
+            });
+        }
+        Ok(config)
     }
 }
 

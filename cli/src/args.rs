@@ -20,6 +20,9 @@ Environment:
                   <dir>/zcore.fjall or <dir>/zcore.redb
   ZDB_PATH        explicit store location (fjall directory or redb file)
   ZDB_CACHE_SIZE  cache size of the selected backend, bytes (or KiB/MiB/GiB)
+  ZDB_ENCRYPTION_KEY_FILE  encryption key file (--key-file wins)
+  ZDB_ENCRYPTION_KEY_ENV   name of a variable holding the hex key(s)
+  ZDB_ENCRYPTION_ENCRYPT_EXISTING  true: start encrypting a plain store
   RUST_LOG        log filter for stderr logging (default: warn)
   Empty variables count as unset. `zstore config check` shows where each
   setting came from.
@@ -89,6 +92,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "BYTES", value_parser = parse_byte_size)]
     pub cache_size: Option<u64>,
 
+    /// Encryption key file (raw 32 bytes, 64 hex digits, or `<id>:<hex>` lines) [default:
+    /// $ZDB_ENCRYPTION_KEY_FILE, else the file's [encryption] key_file]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// Keys, values, prefixes and bounds are hex on input and on output
     #[arg(long, global = true)]
     pub hex: bool,
@@ -109,6 +117,7 @@ impl GlobalArgs {
             data_dir: self.data_dir.clone(),
             path: self.path.clone(),
             cache_size_bytes: self.cache_size,
+            key_file: self.key_file.clone(),
         }
     }
 }
@@ -213,6 +222,11 @@ pub enum Command {
     /// Load a dump (either form) into the configured store in batches; refuses collections
     /// that already hold data unless --overwrite
     Load(crate::dump::LoadArgs),
+
+    /// Encrypted stores: reseal every stored version with the newest configured key, online
+    /// and in batches, then record that older key ids are no longer used (they can then be
+    /// removed from the key file)
+    Rekey(crate::rekey::RekeyArgs),
 }
 
 /// `zstore config …`

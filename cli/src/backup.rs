@@ -135,6 +135,7 @@ pub async fn run<W: Write>(
                 Arc::clone(&backend),
                 EngineOptions {
                     gc_interval: None,
+                    encryption: loaded.encryption_options()?,
                     ..EngineOptions::default()
                 },
             )
@@ -232,7 +233,9 @@ pub async fn run<W: Write>(
         }
         BackupCommand::Verify { dir } => {
             let (bar, progress) = progress_bar(json);
-            let result = backup::verify_with(dir, progress).await;
+            // An encrypted backup is verified with the configured keyring (if any).
+            let keyring = loaded.encryption_options()?.map(|e| e.keyring);
+            let result = backup::verify_with_keyring(dir, keyring, progress).await;
             bar.finish_and_clear();
             let report = result?;
             if json {
@@ -269,6 +272,7 @@ pub async fn run<W: Write>(
                 &backup::RestoreOptions {
                     as_of: *as_of,
                     progress,
+                    encryption: loaded.encryption_options()?,
                     ..backup::RestoreOptions::default()
                 },
             )
@@ -286,6 +290,7 @@ pub async fn run<W: Write>(
                 Arc::clone(&backend),
                 EngineOptions {
                     gc_interval: None,
+                    encryption: loaded.encryption_options()?,
                     ..EngineOptions::default()
                 },
             )

@@ -246,6 +246,9 @@ impl Action {
             Command::Dump(_) | Command::Load(_) => {
                 return Err(CliError::usage("`dump` and `load` are run by crate::dump"));
             }
+            Command::Rekey(_) => {
+                return Err(CliError::usage("`rekey` is run by crate::rekey::run"));
+            }
         };
         Ok(Some(action))
     }

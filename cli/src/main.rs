@@ -14,6 +14,7 @@ mod commands;
 mod dump;
 mod error;
 mod migrate;
+mod rekey;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -96,6 +97,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         _ => {}
     }
+    if let args::Command::Rekey(a) = &cli.command {
+        let result = rekey::run(a, &loaded, &mut printer, cli.global.json).await;
+        return result.and_then(|()| printer.flush());
+    }
     if let args::Command::Backup(command) = &cli.command {
         let result = backup::run(command, &loaded, &mut printer, cli.global.json).await;
         return result.and_then(|()| printer.flush());
@@ -115,8 +120,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
              use --backend fjall or --backend redb to keep it"
         );
     }
-    let engine = match Engine::open(std::sync::Arc::clone(&backend), action.engine_options()).await
-    {
+    let options = zcore_engine::EngineOptions {
+        encryption: loaded.encryption_options()?,
+        ..action.engine_options()
+    };
+    let engine = match Engine::open(std::sync::Arc::clone(&backend), options).await {
         Ok(engine) => engine,
         Err(e) => {
             // The engine never took charge of the backend: close it here. The open error is

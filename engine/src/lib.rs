@@ -18,6 +18,7 @@ pub mod backend;
 pub mod backup;
 pub mod collections;
 pub mod composite;
+pub mod crypto;
 pub mod dump;
 #[doc(hidden)]
 pub mod fuzz;

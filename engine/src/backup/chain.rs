@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 
 use super::codec::{self, ChunkExpect, Entries, StreamCheck};
 use super::error::{BackupError, Check};
-use super::format::{Digest, MANIFEST_FILE, MAX_MANIFEST_FILE, Manifest, is_safe_dir_name};
+use super::format::{
+    BackupEncryption, Digest, MANIFEST_FILE, MAX_MANIFEST_FILE, Manifest, is_safe_dir_name,
+};
 use super::fsutil;
 use super::{Phase, Progress, VerifiedBackup, VerifyReport};
+use crate::crypto::Keyring;
 use crate::mvcc::Version;
+use std::sync::Arc;
 
 /// Longest chain followed (a guard; a digest cycle is impossible in practice).
 const MAX_CHAIN: usize = 100_000;
@@ -21,6 +25,10 @@ pub(crate) struct Loaded {
     pub(crate) dir: PathBuf,
     pub(crate) manifest: Manifest,
     pub(crate) digest: Digest,
+    /// How the backup was sealed, if it is encrypted.
+    pub(crate) encryption: Option<BackupEncryption>,
+    /// The keyring that opens its chunks (checked by [`attach_keyring`]).
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }
 
 impl Loaded {
@@ -39,12 +47,64 @@ pub(crate) fn load(dir: &Path) -> Result<Loaded, BackupError> {
         ));
     }
     let (path, bytes) = fsutil::read_named(dir, MANIFEST_FILE, MAX_MANIFEST_FILE, None)?;
-    let (manifest, digest) = codec::open_manifest(&path, &bytes)?;
+    let (manifest, digest, encryption) = codec::open_manifest_full(&path, &bytes)?;
     Ok(Loaded {
         dir: dir.to_path_buf(),
         manifest,
         digest,
+        encryption,
+        keyring: None,
     })
+}
+
+/// Checks `keyring` against every encrypted backup of `chain` (key id present, check value
+/// equal) before any chunk is read, and attaches it.
+pub(crate) fn attach_keyring(
+    chain: &mut [Loaded],
+    keyring: Option<&Arc<Keyring>>,
+) -> Result<(), BackupError> {
+    for backup in chain.iter_mut() {
+        let Some(enc) = backup.encryption else {
+            backup.keyring = keyring.cloned();
+            continue;
+        };
+        let path = backup.manifest_path();
+        let Some(ring) = keyring else {
+            return Err(BackupError::refused(
+                &path,
+                Check::EncryptionKey,
+                format!(
+                    "the backup is encrypted with key id {}; give the keyring it was made with",
+                    enc.key_id
+                ),
+            ));
+        };
+        match ring.check_value(enc.key_id) {
+            None => {
+                return Err(BackupError::refused(
+                    &path,
+                    Check::EncryptionKey,
+                    format!(
+                        "the backup is encrypted with key id {}, which the keyring lacks (it has {:?})",
+                        enc.key_id,
+                        ring.ids()
+                    ),
+                ));
+            }
+            Some(check) if check != enc.check_value.0 => {
+                return Err(BackupError::refused(
+                    &path,
+                    Check::EncryptionKey,
+                    format!(
+                        "wrong key: key id {} of the keyring is not the key the backup was encrypted with (check value differs)",
+                        enc.key_id
+                    ),
+                ));
+            }
+            Some(_) => backup.keyring = Some(Arc::clone(ring)),
+        }
+    }
+    Ok(())
 }
 
 /// Finds the parent of `child` next to it: the hinted sibling first, then any sibling whose
@@ -185,6 +245,7 @@ pub(crate) fn verify_backup<'s>(
                 seq: u32::try_from(seq).unwrap_or(u32::MAX),
                 collection: &summary.name,
                 chunk,
+                keyring: backup.keyring.as_deref(),
             };
             let data = codec::open_chunk(&path, &bytes, &expect)?;
             let wants = sink

@@ -8,11 +8,13 @@ use std::path::Path;
 
 use super::error::{BackupError, Check};
 use super::format::{
-    BackupId, BackupKind, ChunkPayload, ChunkRef, Compression, Digest, Entry, Manifest,
-    SealedManifest, StateHasher, is_safe_dir_name, is_safe_file_name,
+    BackupEncryption, BackupId, BackupKind, ChunkPayload, ChunkRef, Compression, Digest, Entry,
+    Manifest, SealedManifest, SealedManifestEncrypted, StateHasher, is_safe_dir_name,
+    is_safe_file_name,
 };
 use super::frame::{self, FrameKind, HEADER_LEN};
 use crate::backend::CollectionName;
+use crate::crypto::Keyring;
 use crate::mvcc::{MAX_USER_KEY_LEN, MAX_USER_VALUE_LEN, Version};
 
 /// The zstd level chunks are written with (see the module docs for the measurements).
@@ -23,18 +25,43 @@ pub(crate) fn seal_manifest(
     path: &Path,
     manifest: &Manifest,
 ) -> Result<(Vec<u8>, Digest), BackupError> {
+    seal_manifest_with(path, manifest, None)
+}
+
+/// [`seal_manifest`] for an encrypted backup when `encryption` is given (frame flag
+/// [`frame::FLAG_SEALED`]; the body and its digest are the same as for a plain backup).
+pub(crate) fn seal_manifest_with(
+    path: &Path,
+    manifest: &Manifest,
+    encryption: Option<&BackupEncryption>,
+) -> Result<(Vec<u8>, Digest), BackupError> {
     let body = postcard::to_stdvec(manifest).map_err(|e| {
         BackupError::invalid(path, Check::ManifestDecode, format!("cannot encode: {e}"))
     })?;
     let digest = Digest::of(&body);
-    let sealed = SealedManifest {
-        body: &body,
-        digest,
-    };
-    let payload = postcard::to_stdvec(&sealed).map_err(|e| {
+    let encode_err = |e: postcard::Error| {
         BackupError::invalid(path, Check::ManifestDecode, format!("cannot encode: {e}"))
-    })?;
-    let file = frame::encode(FrameKind::Manifest, &payload)
+    };
+    let (flags, payload) = match encryption {
+        None => (
+            0,
+            postcard::to_stdvec(&SealedManifest {
+                body: &body,
+                digest,
+            })
+            .map_err(encode_err)?,
+        ),
+        Some(e) => (
+            frame::FLAG_SEALED,
+            postcard::to_stdvec(&SealedManifestEncrypted {
+                body: &body,
+                digest,
+                encryption: *e,
+            })
+            .map_err(encode_err)?,
+        ),
+    };
+    let file = frame::encode_with_flags(FrameKind::Manifest, flags, &payload)
         .ok_or_else(|| BackupError::invalid(path, Check::FileSize, "manifest larger than 4 GiB"))?;
     Ok((file, digest))
 }
@@ -51,9 +78,32 @@ fn decode_all<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Strin
 
 /// Checks a manifest file's frame, digest and structure.
 pub(crate) fn open_manifest(path: &Path, file: &[u8]) -> Result<(Manifest, Digest), BackupError> {
-    let payload = frame::decode(path, FrameKind::Manifest, file)?;
-    let sealed: SealedManifest<'_> =
-        decode_all(payload).map_err(|e| BackupError::invalid(path, Check::ManifestDecode, e))?;
+    open_manifest_full(path, file).map(|(m, d, _)| (m, d))
+}
+
+/// [`open_manifest`], also returning how an encrypted backup was sealed.
+pub(crate) fn open_manifest_full(
+    path: &Path,
+    file: &[u8],
+) -> Result<(Manifest, Digest, Option<BackupEncryption>), BackupError> {
+    let (flags, payload) =
+        frame::decode_with_flags(path, FrameKind::Manifest, file, frame::FLAG_SEALED)?;
+    let decode_err = |e| BackupError::invalid(path, Check::ManifestDecode, e);
+    let (sealed, encryption) = if flags & frame::FLAG_SEALED == 0 {
+        (
+            decode_all::<SealedManifest<'_>>(payload).map_err(decode_err)?,
+            None,
+        )
+    } else {
+        let s: SealedManifestEncrypted<'_> = decode_all(payload).map_err(decode_err)?;
+        (
+            SealedManifest {
+                body: s.body,
+                digest: s.digest,
+            },
+            Some(s.encryption),
+        )
+    };
     let computed = Digest::of(sealed.body);
     if computed != sealed.digest {
         return Err(BackupError::invalid(
@@ -65,7 +115,7 @@ pub(crate) fn open_manifest(path: &Path, file: &[u8]) -> Result<(Manifest, Diges
     let manifest: Manifest = decode_all(sealed.body)
         .map_err(|e| BackupError::invalid(path, Check::ManifestDecode, e))?;
     validate_manifest(path, &manifest)?;
-    Ok((manifest, computed))
+    Ok((manifest, computed, encryption))
 }
 
 /// Structural checks of a decoded manifest.
@@ -201,7 +251,34 @@ fn validate_manifest(path: &Path, m: &Manifest) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Encodes, compresses (if asked and if it helps) and frames one chunk.
+/// The associated data of a sealed chunk's entry data: the chunk's identity and sizes.
+fn chunk_aad(
+    backup_id: BackupId,
+    seq: u32,
+    collection: &str,
+    compression: Compression,
+    entries: u64,
+    raw_len: u64,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + collection.len());
+    aad.extend_from_slice(b"zcore.backup-chunk.v1\0");
+    aad.extend_from_slice(&backup_id.0);
+    aad.extend_from_slice(&seq.to_be_bytes());
+    aad.extend_from_slice(collection.as_bytes());
+    aad.push(0);
+    aad.push(match compression {
+        Compression::None => 0,
+        Compression::Zstd => 1,
+    });
+    aad.extend_from_slice(&entries.to_be_bytes());
+    aad.extend_from_slice(&raw_len.to_be_bytes());
+    aad
+}
+
+const SEALED_DATA_HEADER: usize = 4 + crate::crypto::NONCE_LEN;
+
+/// Encodes, compresses (if asked and if it helps) and frames one chunk; with a keyring, seals
+/// its entry data with the newest key (frame flag [`frame::FLAG_SEALED`]).
 pub(crate) fn seal_chunk(
     backup_id: BackupId,
     seq: u32,
@@ -209,6 +286,7 @@ pub(crate) fn seal_chunk(
     compression: Compression,
     entries: u64,
     raw: &[u8],
+    keyring: Option<&Keyring>,
 ) -> Result<(Vec<u8>, Compression), String> {
     let compressed;
     let (compression, data) = match compression {
@@ -222,19 +300,39 @@ pub(crate) fn seal_chunk(
             }
         }
     };
+    let raw_len = raw.len() as u64;
+    let sealed;
+    let (flags, data) = match keyring {
+        None => (0, data),
+        Some(ring) => {
+            let (key_id, cipher) = ring.sealing().map_err(|e| e.to_string())?;
+            let nonce = crate::crypto::random_nonce().map_err(|e| e.to_string())?;
+            let mut buf =
+                Vec::with_capacity(SEALED_DATA_HEADER + data.len() + crate::crypto::TAG_LEN);
+            buf.extend_from_slice(&key_id.to_be_bytes());
+            buf.extend_from_slice(&nonce);
+            buf.extend_from_slice(data);
+            let aad = chunk_aad(backup_id, seq, collection, compression, entries, raw_len);
+            crate::crypto::seal_in_place(cipher, &nonce, &aad, &mut buf, SEALED_DATA_HEADER)
+                .map_err(|e| e.to_string())?;
+            sealed = buf;
+            (frame::FLAG_SEALED, sealed.as_slice())
+        }
+    };
     let payload = ChunkPayload {
         backup_id,
         seq,
         collection,
         compression,
         entries,
-        raw_len: raw.len() as u64,
+        raw_len,
         data,
     };
     let mut file = vec![0u8; HEADER_LEN];
     file.reserve(data.len() + collection.len() + 64);
     postcard::to_io(&payload, &mut file).map_err(|e| e.to_string())?;
-    frame::fill_header(FrameKind::Chunk, &mut file).ok_or("chunk larger than 4 GiB")?;
+    frame::fill_header_with_flags(FrameKind::Chunk, flags, &mut file)
+        .ok_or("chunk larger than 4 GiB")?;
     Ok((file, compression))
 }
 
@@ -245,6 +343,8 @@ pub(crate) struct ChunkExpect<'a> {
     pub(crate) seq: u32,
     pub(crate) collection: &'a str,
     pub(crate) chunk: &'a ChunkRef,
+    /// Opens sealed chunks (an encrypted backup).
+    pub(crate) keyring: Option<&'a Keyring>,
 }
 
 /// Checks a chunk file's checksums, frame and identity, and returns its entry data,
@@ -295,7 +395,8 @@ pub(crate) fn open_chunk_unhashed<'a>(
     expect: &ChunkExpect<'_>,
 ) -> Result<Cow<'a, [u8]>, BackupError> {
     let chunk = expect.chunk;
-    let payload = frame::decode(path, FrameKind::Chunk, file)?;
+    let (flags, payload) =
+        frame::decode_with_flags(path, FrameKind::Chunk, file, frame::FLAG_SEALED)?;
     let p: ChunkPayload<'_> =
         decode_all(payload).map_err(|e| BackupError::invalid(path, Check::ChunkDecode, e))?;
     let identity = |detail: String| BackupError::invalid(path, Check::ChunkIdentity, detail);
@@ -328,21 +429,94 @@ pub(crate) fn open_chunk_unhashed<'a>(
     }
     let raw_len = usize::try_from(p.raw_len)
         .map_err(|_| BackupError::invalid(path, Check::Decompress, "raw length too large"))?;
+    if flags & frame::FLAG_SEALED != 0 {
+        let opened = open_sealed_data(path, &p, expect.keyring)?;
+        return match decompress(path, &p, raw_len, &opened)? {
+            Cow::Borrowed(_) => Ok(Cow::Owned(opened.to_vec())),
+            Cow::Owned(v) => Ok(Cow::Owned(v)),
+        };
+    }
+    decompress(path, &p, raw_len, p.data)
+}
+
+/// Opens the sealed entry data of a chunk with the keyring.
+fn open_sealed_data(
+    path: &Path,
+    p: &ChunkPayload<'_>,
+    keyring: Option<&Keyring>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, BackupError> {
+    let Some(keyring) = keyring else {
+        return Err(BackupError::refused(
+            path,
+            Check::EncryptionKey,
+            "the backup is encrypted; give the keyring it was made with",
+        ));
+    };
+    if p.data.len() < SEALED_DATA_HEADER + crate::crypto::TAG_LEN {
+        return Err(BackupError::invalid(
+            path,
+            Check::Decrypt,
+            format!("sealed data is only {} bytes", p.data.len()),
+        ));
+    }
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&p.data[..4]);
+    let key_id = u32::from_be_bytes(id);
+    let mut nonce = [0u8; crate::crypto::NONCE_LEN];
+    nonce.copy_from_slice(&p.data[4..SEALED_DATA_HEADER]);
+    let cipher = keyring.cipher(key_id).ok_or_else(|| {
+        BackupError::refused(
+            path,
+            Check::EncryptionKey,
+            format!(
+                "the chunk is sealed with key id {key_id}, which the keyring lacks (it has {:?})",
+                keyring.ids()
+            ),
+        )
+    })?;
+    let aad = chunk_aad(
+        p.backup_id,
+        p.seq,
+        p.collection,
+        p.compression,
+        p.entries,
+        p.raw_len,
+    );
+    crate::crypto::open_to_vec(cipher, &nonce, &aad, &p.data[SEALED_DATA_HEADER..]).ok_or_else(
+        || {
+            BackupError::invalid(
+                path,
+                Check::Decrypt,
+                format!(
+                    "the chunk does not authenticate with key id {key_id} (wrong key, or the chunk was altered)"
+                ),
+            )
+        },
+    )
+}
+
+/// Checks the stored size and decompresses a chunk's entry data.
+fn decompress<'a>(
+    path: &Path,
+    p: &ChunkPayload<'_>,
+    raw_len: usize,
+    data: &'a [u8],
+) -> Result<Cow<'a, [u8]>, BackupError> {
     match p.compression {
         Compression::None => {
-            if p.data.len() != raw_len {
+            if data.len() != raw_len {
                 return Err(BackupError::invalid(
                     path,
                     Check::Decompress,
-                    format!("{} bytes stored, {raw_len} announced", p.data.len()),
+                    format!("{} bytes stored, {raw_len} announced", data.len()),
                 ));
             }
-            Ok(Cow::Borrowed(p.data))
+            Ok(Cow::Borrowed(data))
         }
         Compression::Zstd => {
             // Grow with the data actually produced; the announced length only caps it.
-            let mut out = Vec::with_capacity(raw_len.min(p.data.len().saturating_mul(8)));
-            let decoder = zstd::stream::read::Decoder::with_buffer(p.data)
+            let mut out = Vec::with_capacity(raw_len.min(data.len().saturating_mul(8)));
+            let decoder = zstd::stream::read::Decoder::with_buffer(data)
                 .map_err(|e| BackupError::invalid(path, Check::Decompress, format!("zstd: {e}")))?;
             decoder
                 .take(p.raw_len.saturating_add(1))

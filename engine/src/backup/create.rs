@@ -160,6 +160,8 @@ struct WriterCtx {
     dir: PathBuf,
     backup_id: BackupId,
     compression: Compression,
+    /// Seals the chunks of an encrypted store's backup.
+    keyring: Option<Arc<crate::crypto::Keyring>>,
 }
 
 fn write_chunk(ctx: &WriterCtx, job: &Job) -> Result<ChunkRef, BackupError> {
@@ -172,6 +174,7 @@ fn write_chunk(ctx: &WriterCtx, job: &Job) -> Result<ChunkRef, BackupError> {
         ctx.compression,
         job.entries,
         &job.raw,
+        ctx.keyring.as_deref(),
     )
     .map_err(|e| BackupError::invalid(&path, Check::Write, e))?;
     let crc32c = crc32c::crc32c(&bytes);
@@ -410,6 +413,7 @@ async fn build(
         dir: dir.to_path_buf(),
         backup_id,
         compression,
+        keyring: inner.codec.keyring().cloned(),
     });
     let target = options.chunk_bytes.clamp(4 << 10, 256 << 20);
     let mut chunker = Chunker {
@@ -434,6 +438,7 @@ async fn build(
         };
         scan_collection(
             &*backend,
+            &inner.codec,
             dir,
             kind,
             base,
@@ -496,13 +501,23 @@ async fn build(
         chunks,
     };
     let manifest_path = dir.join(MANIFEST_FILE);
-    let (bytes, digest) = codec::seal_manifest(&manifest_path, &manifest)?;
+    let encryption = inner.codec.keyring().and_then(|ring| {
+        let (key_id, _) = ring.sealing().ok()?;
+        Some(super::format::BackupEncryption {
+            key_id,
+            check_value: Digest(ring.check_value(key_id)?),
+        })
+    });
+    let (bytes, digest) =
+        codec::seal_manifest_with(&manifest_path, &manifest, encryption.as_ref())?;
     let tmp = dir.join(MANIFEST_TMP_FILE);
     fsutil::write_new(&tmp, &bytes)?;
     std::fs::rename(&tmp, &manifest_path)
         .map_err(|e| BackupError::io(&manifest_path, Check::Rename, e))?;
     fsutil::sync_dir(dir)?;
-    Ok(BackupMetadata::new(dir, manifest, digest))
+    let mut meta = BackupMetadata::new(dir, manifest, digest);
+    meta.encryption = encryption;
+    Ok(meta)
 }
 
 /// The source's live state at the base must be the parent's state at its head.
@@ -587,6 +602,7 @@ async fn read_sequences(
 #[allow(clippy::too_many_arguments)]
 async fn scan_collection(
     backend: &dyn StorageBackend,
+    codec: &crate::crypto::ValueCodec,
     dir: &Path,
     kind: BackupKind,
     base: Version,
@@ -664,8 +680,15 @@ async fn scan_collection(
             if !needed {
                 continue;
             }
-            let value = value::decode_owned(coll.name.as_str(), &key, stored)
-                .map_err(|e| corrupt(&user_key, version, e.to_string()))?;
+            let value = codec
+                .decode_owned(coll.name.as_str(), &key, stored)
+                .map_err(|e| {
+                    BackupError::engine(
+                        dir,
+                        Check::SourceRead,
+                        crate::crypto::value_error(e, &collection, &user_key, version),
+                    )
+                })?;
             let value = match &value {
                 Stored::Put(v) => Some(v.as_slice()),
                 Stored::Tombstone => None,

@@ -96,6 +96,13 @@ pub enum Check {
     TargetEmpty,
     /// Writing the restore target.
     TargetWrite,
+
+    // --- encryption --------------------------------------------------------------------------
+    /// An encrypted backup needs the keyring, and it must hold the backup's key id with the
+    /// recorded check value.
+    EncryptionKey,
+    /// A sealed chunk must authenticate (wrong key, or the chunk was altered).
+    Decrypt,
 }
 
 impl Check {
@@ -139,6 +146,8 @@ impl Check {
             Self::AsOfRange => "as-of version in range",
             Self::TargetEmpty => "target empty",
             Self::TargetWrite => "target write",
+            Self::EncryptionKey => "encryption key",
+            Self::Decrypt => "chunk decryption",
         }
     }
 
@@ -165,6 +174,7 @@ impl Check {
                 | Self::ChunkDecode
                 | Self::ChunkIdentity
                 | Self::Decompress
+                | Self::Decrypt
                 | Self::EntryDecode
                 | Self::EntryOrder
                 | Self::EntryVersion

@@ -321,6 +321,25 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
 }
 
+/// How an encrypted backup was sealed: recorded in its manifest (see [`frame::FLAG_SEALED`](
+/// super::frame::FLAG_SEALED)). The key itself is never stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BackupEncryption {
+    /// The key id every chunk of this backup is sealed with.
+    pub key_id: u32,
+    /// The key's check value (BLAKE3 key derivation; identifies the key, reveals nothing).
+    pub check_value: Digest,
+}
+
+/// The manifest file's payload of an encrypted backup.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SealedManifestEncrypted<'a> {
+    #[serde(borrow, with = "bytes")]
+    pub(crate) body: &'a [u8],
+    pub(crate) digest: Digest,
+    pub(crate) encryption: BackupEncryption,
+}
+
 /// The manifest file's payload.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SealedManifest<'a> {

@@ -5,7 +5,7 @@
 //! 0       4     magic "ZCBK"
 //! 4       2     format version, u16 little endian (1)
 //! 6       1     kind (1 manifest, 2 chunk)
-//! 7       1     flags (0 in format 1; readers refuse bits they do not know)
+//! 7       1     flags (readers refuse bits they do not know; bit 0 = [`FLAG_SEALED`])
 //! 8       4     payload length, u32 little endian
 //! 12      4     crc32c, u32 little endian, over bytes 0..12 and the payload
 //! 16      len   payload (postcard)
@@ -23,6 +23,11 @@ pub const MAGIC: [u8; 4] = *b"ZCBK";
 pub const FORMAT_VERSION: u16 = 1;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 16;
+/// Frame flag: the backup is encrypted. On a chunk, the payload's entry data is sealed
+/// (`key id ‖ nonce ‖ XChaCha20-Poly1305 ciphertext ‖ tag`); on a manifest, the payload
+/// carries the key id and key check value after the digest. Plain backups never set it, so
+/// their bytes (and the golden fixtures) are unchanged.
+pub const FLAG_SEALED: u8 = 0x01;
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,12 +47,12 @@ impl FrameKind {
     }
 }
 
-fn header(kind: FrameKind, len: u32) -> [u8; 12] {
+fn header(kind: FrameKind, len: u32, flags: u8) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[..4].copy_from_slice(&MAGIC);
     h[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[6] = kind as u8;
-    h[7] = 0;
+    h[7] = flags;
     h[8..12].copy_from_slice(&len.to_le_bytes());
     h
 }
@@ -55,8 +60,14 @@ fn header(kind: FrameKind, len: u32) -> [u8; 12] {
 /// Wraps `payload` in a frame. `None` if the payload is longer than `u32::MAX`.
 #[must_use]
 pub fn encode(kind: FrameKind, payload: &[u8]) -> Option<Vec<u8>> {
+    encode_with_flags(kind, 0, payload)
+}
+
+/// [`encode`] with frame flags.
+#[must_use]
+pub fn encode_with_flags(kind: FrameKind, flags: u8, payload: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(payload.len()).ok()?;
-    let h = header(kind, len);
+    let h = header(kind, len, flags);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h), payload);
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&h);
@@ -69,8 +80,13 @@ pub fn encode(kind: FrameKind, payload: &[u8]) -> Option<Vec<u8>> {
 /// `buf`, in place. `None` if `buf` is shorter than the header or the payload longer than
 /// `u32::MAX`.
 pub fn fill_header(kind: FrameKind, buf: &mut [u8]) -> Option<()> {
+    fill_header_with_flags(kind, 0, buf)
+}
+
+/// [`fill_header`] with frame flags.
+pub fn fill_header_with_flags(kind: FrameKind, flags: u8, buf: &mut [u8]) -> Option<()> {
     let len = u32::try_from(buf.len().checked_sub(HEADER_LEN)?).ok()?;
-    let h = header(kind, len);
+    let h = header(kind, len, flags);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h), buf.get(HEADER_LEN..)?);
     buf.get_mut(..12)?.copy_from_slice(&h);
     buf.get_mut(12..HEADER_LEN)?
@@ -91,6 +107,20 @@ fn le_u32(bytes: &[u8]) -> u32 {
 /// [`BackupError::Invalid`] naming `path` and the failed check: size, magic, version, kind,
 /// flags, CRC.
 pub fn decode<'a>(path: &Path, kind: FrameKind, file: &'a [u8]) -> Result<&'a [u8], BackupError> {
+    decode_with_flags(path, kind, file, 0).map(|(_, payload)| payload)
+}
+
+/// [`decode`] accepting the flag bits in `allowed`; returns the flags and the payload.
+///
+/// # Errors
+///
+/// As [`decode`]; flag bits outside `allowed` are refused.
+pub fn decode_with_flags<'a>(
+    path: &Path,
+    kind: FrameKind,
+    file: &'a [u8],
+    allowed: u8,
+) -> Result<(u8, &'a [u8]), BackupError> {
     let fail = |check, detail: String| BackupError::invalid(path, check, detail);
     let (Some(head), Some(crc_bytes)) = (file.get(..12), file.get(12..HEADER_LEN)) else {
         return Err(fail(
@@ -125,7 +155,7 @@ pub fn decode<'a>(path: &Path, kind: FrameKind, file: &'a [u8]) -> Result<&'a [u
             ),
         ));
     }
-    if head[7] != 0 {
+    if head[7] & !allowed != 0 {
         return Err(fail(
             Check::FrameFlags,
             format!("unknown flags {:#04x}", head[7]),
@@ -155,7 +185,7 @@ pub fn decode<'a>(path: &Path, kind: FrameKind, file: &'a [u8]) -> Result<&'a [u
             format!("stored {stored:#010x}, computed {computed:#010x}"),
         ));
     }
-    Ok(payload)
+    Ok((head[7], payload))
 }
 
 #[cfg(test)]

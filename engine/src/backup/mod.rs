@@ -89,8 +89,8 @@ use serde::Serialize;
 
 pub use error::{BackupError, Check};
 pub use format::{
-    BackupId, BackupKind, ByteString, ChunkRef, CollectionSummary, Compression, Digest, Manifest,
-    ParentLink, SequenceRecord,
+    BackupEncryption, BackupId, BackupKind, ByteString, ChunkRef, CollectionSummary, Compression,
+    Digest, Manifest, ParentLink, SequenceRecord,
 };
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_incomplete, restore_with};
 
@@ -227,6 +227,8 @@ pub struct BackupMetadata {
     pub raw_bytes: u64,
     /// Bytes of chunk files.
     pub stored_bytes: u64,
+    /// The key id and key check value of an encrypted backup (`None`: plain).
+    pub encryption: Option<BackupEncryption>,
 }
 
 impl BackupMetadata {
@@ -254,6 +256,7 @@ impl BackupMetadata {
             entries,
             raw_bytes,
             stored_bytes,
+            encryption: None,
         }
     }
 
@@ -277,11 +280,9 @@ impl BackupMetadata {
 /// [`BackupError`] naming the manifest and the failed check.
 pub fn read_metadata(dir: impl AsRef<Path>) -> Result<BackupMetadata, BackupError> {
     let loaded = chain::load(dir.as_ref())?;
-    Ok(BackupMetadata::new(
-        &loaded.dir,
-        loaded.manifest,
-        loaded.digest,
-    ))
+    let mut meta = BackupMetadata::new(&loaded.dir, loaded.manifest, loaded.digest);
+    meta.encryption = loaded.encryption;
+    Ok(meta)
 }
 
 /// Encodes a manifest into the bytes of a `manifest` file (frame, sealed body); returns them
@@ -381,6 +382,30 @@ pub fn verify_blocking(dir: impl AsRef<Path>) -> Result<VerifyReport, BackupErro
 fn verify_blocking_with(dir: &Path, progress: &Progress) -> Result<VerifyReport, BackupError> {
     let chain = chain::load_chain(dir)?;
     chain::verify_chain(&chain, progress, None)
+}
+
+/// [`verify_with`] for an encrypted backup (a plain one verifies as usual): the keyring is
+/// checked against the key id and check value each manifest records, then every chunk is
+/// opened (authenticated) and checked. Without the keyring, [`verify`] refuses an encrypted
+/// backup at its first chunk ([`Check::EncryptionKey`]); [`read_metadata`] still checks its
+/// manifest (frame, BLAKE3 digest, structure), which is not encrypted.
+///
+/// # Errors
+///
+/// As [`verify`]; [`Check::EncryptionKey`] for a missing or wrong key, [`Check::Decrypt`]
+/// for a chunk that does not authenticate.
+pub async fn verify_with_keyring(
+    dir: impl AsRef<Path>,
+    keyring: Option<Arc<crate::crypto::Keyring>>,
+    progress: Progress,
+) -> Result<VerifyReport, BackupError> {
+    let dir = dir.as_ref().to_path_buf();
+    run_blocking(&dir.clone(), move || {
+        let mut chain = chain::load_chain(&dir)?;
+        chain::attach_keyring(&mut chain, keyring.as_ref())?;
+        chain::verify_chain(&chain, &progress, None)
+    })
+    .await
 }
 
 /// Runs blocking work on tokio's blocking pool when there is a runtime, else inline. A panic

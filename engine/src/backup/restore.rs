@@ -15,10 +15,10 @@ use super::{Phase, Progress, VerifyReport, joined, run_blocking};
 use crate::backend::{
     BackendError, CollectionName, Durability, KeyRange, ScanRequest, StorageBackend, WriteBatch,
 };
+use crate::crypto::ValueCodec;
 use crate::mvcc::Version;
 use crate::mvcc::keys::EncodedKey;
 use crate::mvcc::meta::{self, GC_FLOOR, META_COLLECTION, SEQ_PREFIX, VERSION_LIMIT};
-use crate::mvcc::value;
 
 /// Record in `__meta` present while a restore is writing; a target holding it is refused.
 const RESTORE_MARKER: &[u8] = b"backup.restore_incomplete";
@@ -38,6 +38,11 @@ pub struct RestoreOptions {
     /// no second read of the chunks; above it, it reads, re-checks (BLAKE3) and decodes them
     /// again, one chunk at a time. `0` uses the default.
     pub memory_budget: usize,
+    /// The keyring: required for an encrypted backup (checked against the key id and check
+    /// value its manifest records before any chunk is read). With a keyring the target becomes
+    /// an encrypted store: its values are sealed with the newest key (a plain backup can be
+    /// restored encrypted this way).
+    pub encryption: Option<crate::crypto::EncryptionOptions>,
 }
 
 /// Default [`RestoreOptions::memory_budget`]: 128 MiB.
@@ -45,6 +50,7 @@ pub const DEFAULT_RESTORE_MEMORY: usize = 128 << 20;
 
 /// Builds the write batches during the verify pass while they fit the memory budget.
 struct BatchCache {
+    codec: ValueCodec,
     used_len: usize,
     wanted: BTreeSet<String>,
     as_of: Version,
@@ -82,7 +88,16 @@ impl chain::EntrySink for BatchCache {
             return;
         };
         let key = EncodedKey::encode(e.key).into_versioned(e.version);
-        let stored = value::encode(collection.as_str(), key.as_bytes(), e.value);
+        let Ok(stored) = self
+            .codec
+            .encode(collection.as_str(), key.as_bytes(), e.value)
+        else {
+            // Sealing failed (no randomness): the write pass encodes again and reports it.
+            self.overflow = true;
+            self.current = None;
+            self.done = Vec::new();
+            return;
+        };
         self.bytes += key.as_bytes().len() + stored.len() + 64;
         d.batch.put(collection, key.into_bytes(), stored);
         d.entries += 1;
@@ -171,10 +186,13 @@ pub async fn restore_with(
     options: &RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
     let head_dir = head_dir.as_ref().to_path_buf();
-    let chain = {
+    let mut chain = {
         let dir = head_dir.clone();
         run_blocking(&head_dir, move || chain::load_chain(&dir)).await?
     };
+    let encryption = options.encryption.as_ref();
+    chain::attach_keyring(&mut chain, encryption.map(|e| &e.keyring))?;
+    let codec = encryption.map_or_else(ValueCodec::plain, ValueCodec::unregistered);
     let (from, to) = chain::restorable(&chain);
     let as_of = options.as_of.unwrap_or(to);
     if as_of < from || as_of > to {
@@ -225,6 +243,7 @@ pub async fn restore_with(
     // Pass 1: verify the whole chain named (also the part after `as_of`: a damaged chain is
     // refused as a whole).
     let cache = BatchCache {
+        codec: codec.clone(),
         used_len,
         wanted: collections.iter().map(|c| c.as_str().to_owned()).collect(),
         as_of,
@@ -255,6 +274,8 @@ pub async fn restore_with(
     let written = write_all(
         &head_dir,
         &target,
+        encryption,
+        &codec,
         Arc::clone(&chain),
         used_len,
         cached,
@@ -331,6 +352,7 @@ struct Decoded {
 /// and returns `false` to stop.
 fn produce(
     used: &[Loaded],
+    codec: &ValueCodec,
     wanted: &BTreeSet<String>,
     as_of: Version,
     mut send: impl FnMut(Decoded) -> bool,
@@ -376,6 +398,7 @@ fn produce(
                     seq: u32::try_from(seq).unwrap_or(u32::MAX),
                     collection: &summary.name,
                     chunk,
+                    keyring: backup.keyring.as_deref(),
                 };
                 let data = codec::open_chunk_unhashed(&path, &bytes, &expect)?;
                 let mut batch = WriteBatch::with_capacity(
@@ -388,7 +411,11 @@ fn produce(
                         continue;
                     }
                     let key = EncodedKey::encode(e.key).into_versioned(e.version);
-                    let stored = value::encode(collection.as_str(), key.as_bytes(), e.value);
+                    let stored = codec
+                        .encode(collection.as_str(), key.as_bytes(), e.value)
+                        .map_err(|err| {
+                            BackupError::invalid(&path, Check::TargetWrite, err.to_string())
+                        })?;
                     batch.put(&collection, key.into_bytes(), stored);
                     entries += 1;
                 }
@@ -409,6 +436,8 @@ fn produce(
 async fn write_all(
     head_dir: &Path,
     target: &Arc<dyn StorageBackend>,
+    encryption: Option<&crate::crypto::EncryptionOptions>,
+    codec: &ValueCodec,
     chain: Arc<Vec<Loaded>>,
     used_len: usize,
     cached: Option<Vec<Decoded>>,
@@ -419,6 +448,13 @@ async fn write_all(
     progress: &Progress,
 ) -> Result<(u64, u64), BackupError> {
     let write_err = |e| BackupError::backend(head_dir, Check::TargetWrite, e);
+    if encryption.is_some() {
+        // Record the target's key (as a new encrypted store) before its first sealed value;
+        // a target already encrypted with another key is refused here.
+        crate::crypto::open_store(&**target, encryption, true)
+            .await
+            .map_err(|e| BackupError::engine(head_dir, Check::TargetWrite, e))?;
+    }
     let meta_name = CollectionName::system(META_COLLECTION).map_err(|e| write_err(e.into()))?;
     target
         .create_collection(&meta_name)
@@ -463,9 +499,12 @@ async fn write_all(
         }
         (None, Ok(handle)) => {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Decoded>(PIPELINE_DEPTH);
+            let codec = codec.clone();
             let producer = handle.spawn_blocking(move || {
                 let used = chain.get(..used_len).unwrap_or_default();
-                produce(used, &wanted, as_of, |d| tx.blocking_send(d).is_ok())
+                produce(used, &codec, &wanted, as_of, |d| {
+                    tx.blocking_send(d).is_ok()
+                })
             });
             let mut failed = None;
             while let Some(d) = rx.recv().await {
@@ -488,6 +527,7 @@ async fn write_all(
             let mut batches = Vec::new();
             produce(
                 chain.get(..used_len).unwrap_or_default(),
+                codec,
                 &wanted,
                 as_of,
                 |d| {

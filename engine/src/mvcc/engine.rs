@@ -60,6 +60,9 @@ pub struct EngineOptions {
     /// show they fail without it. Never set this in production.
     #[doc(hidden)]
     pub disable_conflict_detection: bool,
+    /// Encryption at rest ([`crate::crypto`]): `None` for a plain store. Opening checks the
+    /// keyring against the store before anything is written.
+    pub encryption: Option<crate::crypto::EncryptionOptions>,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
             gc_interval: Some(Duration::from_secs(10)),
             sequence_block: 1024,
             disable_conflict_detection: false,
+            encryption: None,
         }
     }
 }
@@ -88,7 +92,9 @@ pub(crate) struct EngineInner {
     pub(crate) collections: RwLock<BTreeSet<CollectionName>>,
     pub(crate) options: EngineOptions,
     sequences: tokio::sync::Mutex<BTreeMap<Vec<u8>, Lease>>,
-    gc_lock: tokio::sync::Mutex<()>,
+    pub(crate) gc_lock: tokio::sync::Mutex<()>,
+    /// Plain or sealed values (encryption at rest).
+    pub(crate) codec: crate::crypto::ValueCodec,
     /// The durable GC floor, shared with the backend's compaction GC.
     gc_watermark: Arc<AtomicU64>,
     /// Whether the backend collects garbage in its own compactions (fjall).
@@ -169,9 +175,17 @@ impl Engine {
     /// Opens the engine on `backend`: creates the metadata collection if needed and restores
     /// the oracle from it.
     ///
+    /// With [`EngineOptions::encryption`], or on a store that is encrypted, opening checks
+    /// the keyring against the key check values the store recorded, before anything is
+    /// written: an encrypted store without a key, with a wrong key, or missing a key id its
+    /// values still use is refused; a new store is encrypted; a non-empty plain store is
+    /// refused unless [`EncryptionOptions::encrypt_existing`](crate::crypto::EncryptionOptions)
+    /// is set.
+    ///
     /// # Errors
     ///
-    /// Backend errors, or [`TxnError::Corrupted`] if a metadata record fails its checksum.
+    /// Backend errors, or [`TxnError::Corrupted`] if a metadata record fails its checksum;
+    /// [`TxnError::Encryption`] as above.
     pub async fn open(
         backend: Arc<dyn StorageBackend>,
         options: EngineOptions,
@@ -186,12 +200,18 @@ impl Engine {
         let floor = meta::read_u64(&*backend, &meta, GC_FLOOR)
             .await?
             .unwrap_or(0);
-        let collections = backend
+        let collections: BTreeSet<CollectionName> = backend
             .list_collections()
             .await?
             .into_iter()
             .filter(|c| !c.is_system())
             .collect();
+        let codec = crate::crypto::open_store(
+            &*backend,
+            options.encryption.as_ref(),
+            last == 0 && collections.is_empty(),
+        )
+        .await?;
         let floor = floor.min(last);
         let gc_watermark = Arc::new(AtomicU64::new(floor));
         let compaction_gc = backend.set_compaction_gc(Arc::new(MvccCompactionGc {
@@ -205,6 +225,7 @@ impl Engine {
             options: options.clone(),
             sequences: tokio::sync::Mutex::new(BTreeMap::new()),
             gc_lock: tokio::sync::Mutex::new(()),
+            codec,
             gc_watermark,
             compaction_gc,
         });
@@ -408,7 +429,7 @@ impl Engine {
             let page = self.inner.backend.scan(collection, &req).await?;
             request = req.next_page(&page);
             for (key, stored) in page.entries {
-                let (vk, value) = decode_entry(collection, key, stored)?;
+                let (vk, value) = decode_entry(&self.inner.codec, collection, key, stored)?;
                 counts.versions += 1;
                 let newest = current.as_deref() != Some(vk.encoded_part());
                 if matches!(value, Stored::Tombstone) {
@@ -577,7 +598,8 @@ impl EngineInner {
             let page = self.backend.scan(collection, &req).await?;
             request = req.next_page(&page);
             for (key, stored) in page.entries {
-                let (vk, value): (VersionedKey, Stored) = decode_entry(collection, key, stored)?;
+                let (vk, value): (VersionedKey, Stored) =
+                    decode_entry(&self.codec, collection, key, stored)?;
                 report.versions_scanned += 1;
                 if current.as_deref() != Some(vk.encoded_part()) {
                     current = Some(vk.encoded_part().to_vec());

@@ -101,6 +101,42 @@ pub enum TxnError {
         reason: String,
     },
 
+    /// An encrypted value did not authenticate: the key under its id is not the one it was
+    /// sealed with, or the value was altered or moved to another key, version or collection.
+    #[error(
+        "cannot decrypt the value in collection `{collection}` at key {key}, version {version} with key id {key_id}: authentication failed (wrong key, or the value was altered or moved)"
+    )]
+    Decrypt {
+        /// The collection.
+        collection: CollectionName,
+        /// The key.
+        key: KeyPreview,
+        /// The version.
+        version: Version,
+        /// The key id the value names.
+        key_id: crate::crypto::KeyId,
+    },
+
+    /// An encrypted value names a key id the keyring lacks (or the store was opened without a
+    /// keyring).
+    #[error(
+        "the value in collection `{collection}` at key {key}, version {version} is encrypted with key id {key_id}, which the keyring lacks"
+    )]
+    UnknownKey {
+        /// The collection.
+        collection: CollectionName,
+        /// The key.
+        key: KeyPreview,
+        /// The version.
+        version: Version,
+        /// The missing key id.
+        key_id: crate::crypto::KeyId,
+    },
+
+    /// Encryption setup: missing, wrong or malformed keys, or a store in the wrong state.
+    #[error(transparent)]
+    Encryption(#[from] crate::crypto::EncryptionError),
+
     /// A time-travel read asked for a version that garbage collection may already have removed.
     #[error(
         "version {requested} is no longer retained (oldest readable version is {oldest_retained})"
@@ -145,6 +181,17 @@ pub enum TxnError {
         name: String,
         /// What is wrong.
         reason: &'static str,
+    },
+
+    /// An operation that needs the store to itself (compaction) was refused because live
+    /// transactions (snapshots, or write transactions with their savepoints) pin versions it
+    /// would remove. Retry once they ended.
+    #[error("{operation} refused: {reason}")]
+    Blocked {
+        /// The operation.
+        operation: &'static str,
+        /// What blocks it.
+        reason: String,
     },
 
     /// The engine's background task or runtime failed.

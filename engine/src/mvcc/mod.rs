@@ -19,7 +19,7 @@ mod error;
 pub mod keys;
 pub(crate) mod meta;
 mod oracle;
-mod read;
+pub(crate) mod read;
 pub mod replica;
 mod txn;
 pub mod value;

@@ -5,9 +5,10 @@ use std::ops::Bound;
 use crate::backend::{
     CollectionName, Direction, KeyPreview, KeyRange, ScanRequest, StorageBackend,
 };
+use crate::crypto::ValueCodec;
 use crate::mvcc::error::TxnError;
 use crate::mvcc::keys::{EncodedKey, Version, VersionedKey, backend_range};
-use crate::mvcc::value::{self, Stored};
+use crate::mvcc::value::Stored;
 
 fn not_found_or(e: crate::BackendError) -> TxnError {
     match e {
@@ -34,16 +35,19 @@ fn corrupted(
 
 /// Decodes one backend entry into (versioned key, stored value), verifying its checksum.
 pub(crate) fn decode_entry(
+    codec: &ValueCodec,
     collection: &CollectionName,
     key: Vec<u8>,
     stored: Vec<u8>,
 ) -> Result<(VersionedKey, Stored), TxnError> {
     let vk =
         VersionedKey::from_stored(key).map_err(|e| corrupted(collection, &[], 0, e.to_string()))?;
-    let value = value::decode_owned(collection.as_str(), vk.as_bytes(), stored).map_err(|e| {
-        let user = vk.user_key().unwrap_or_default();
-        corrupted(collection, &user, vk.version(), e.to_string())
-    })?;
+    let value = codec
+        .decode_owned(collection.as_str(), vk.as_bytes(), stored)
+        .map_err(|e| {
+            let user = vk.user_key().unwrap_or_default();
+            crate::crypto::value_error(e, collection, &user, vk.version())
+        })?;
     Ok((vk, value))
 }
 
@@ -51,6 +55,7 @@ pub(crate) fn decode_entry(
 /// deleted then).
 pub(crate) async fn get_at(
     backend: &dyn StorageBackend,
+    codec: &ValueCodec,
     collection: &CollectionName,
     key: &[u8],
     version: Version,
@@ -69,7 +74,7 @@ pub(crate) async fn get_at(
     let Some((stored_key, stored)) = found else {
         return Ok(None);
     };
-    let (vk, value) = decode_entry(collection, stored_key, stored)?;
+    let (vk, value) = decode_entry(codec, collection, stored_key, stored)?;
     if vk.encoded_part() != encoded.as_bytes() || vk.version() > version {
         // The backend returned a key outside the requested range: a broken backend.
         return Err(corrupted(
@@ -91,6 +96,7 @@ pub(crate) async fn get_at(
 /// page was cut by the limit (there may be more).
 pub(crate) async fn scan_at(
     backend: &dyn StorageBackend,
+    codec: &ValueCodec,
     collection: &CollectionName,
     range: &KeyRange,
     direction: Direction,
@@ -126,7 +132,7 @@ pub(crate) async fn scan_at(
         let page = backend.scan(collection, &req).await.map_err(not_found_or)?;
         request = req.next_page(&page);
         for (stored_key, stored) in page.entries {
-            let (vk, value) = decode_entry(collection, stored_key, stored)?;
+            let (vk, value) = decode_entry(codec, collection, stored_key, stored)?;
             let same_key = current.as_deref() == Some(vk.encoded_part());
             match direction {
                 Direction::Forward => {

@@ -36,7 +36,6 @@ use crate::mvcc::error::TxnError;
 use crate::mvcc::keys::{EncodedKey, Version, VersionedKey, backend_range, split_versioned};
 use crate::mvcc::meta::{self, GC_FLOOR, VERSION_LIMIT};
 use crate::mvcc::txn::WriteTransaction;
-use crate::mvcc::value;
 
 /// How far (in versions) a replicated transaction's read version may lag behind the version
 /// it commits at. Older transactions fail validation with [`TxnError::VersionNotRetained`]
@@ -315,11 +314,11 @@ impl Engine {
         let mut batch = WriteBatch::with_capacity(txn.writes.len() + extra.len() + 1);
         for write in &txn.writes {
             let versioned = EncodedKey::encode(&write.key).into_versioned(version);
-            let stored = value::encode(
+            let stored = self.inner.codec.encode(
                 write.collection.as_str(),
                 versioned.as_bytes(),
                 write.value.as_deref(),
-            );
+            )?;
             batch.put(&write.collection, versioned.into_bytes(), stored);
         }
         self.finish_replicated(version, batch, extra, durability)

@@ -17,10 +17,10 @@ use crate::mvcc::keys::{EncodedKey, MAX_USER_KEY_LEN, Version};
 use crate::mvcc::meta::{self, VERSION_LEASE, VERSION_LIMIT};
 use crate::mvcc::oracle::{CommittedWrites, VersionTicket};
 use crate::mvcc::read::{get_at, resume_after, scan_at};
-use crate::mvcc::value::{self, VALUE_OVERHEAD};
+use crate::mvcc::value::SEALED_OVERHEAD;
 
 /// The largest value a transaction accepts.
-pub const MAX_USER_VALUE_LEN: u64 = MAX_VALUE_LEN - VALUE_OVERHEAD as u64;
+pub const MAX_USER_VALUE_LEN: u64 = MAX_VALUE_LEN - SEALED_OVERHEAD as u64;
 
 fn check_user_key(collection: &CollectionName, key: &[u8]) -> Result<(), TxnError> {
     let problem = if key.is_empty() {
@@ -89,7 +89,14 @@ impl ReadTransaction {
     ) -> Result<Option<Vec<u8>>, TxnError> {
         check_user_key(collection, key)?;
         let inner = &self.snapshot.inner;
-        get_at(&*inner.backend, collection, key, self.snapshot.version).await
+        get_at(
+            &*inner.backend,
+            &inner.codec,
+            collection,
+            key,
+            self.snapshot.version,
+        )
+        .await
     }
 
     /// One page of an ordered scan at this version.
@@ -106,6 +113,7 @@ impl ReadTransaction {
         let inner = &self.snapshot.inner;
         let (entries, more) = scan_at(
             &*inner.backend,
+            &inner.codec,
             collection,
             &request.range,
             request.direction,
@@ -259,7 +267,14 @@ impl WriteTransaction {
             return Ok(buffered.clone());
         }
         let inner = self.inner();
-        get_at(&*inner.backend, collection, key, self.snapshot.version).await
+        get_at(
+            &*inner.backend,
+            &inner.codec,
+            collection,
+            key,
+            self.snapshot.version,
+        )
+        .await
     }
 
     /// Buffers `key = value`.
@@ -373,6 +388,7 @@ impl WriteTransaction {
             let want = (limit - out.len()).min(MAX_SCAN_LIMIT);
             let (committed, more) = scan_at(
                 &*inner.backend,
+                &inner.codec,
                 collection,
                 &cursor,
                 direction,
@@ -630,7 +646,10 @@ impl WriteTransaction {
         let (keys, mut bytes) = (pending.len(), 0u64);
         for (collection, encoded, value) in pending {
             let versioned = encoded.into_versioned(version);
-            let stored = value::encode(collection.as_str(), versioned.as_bytes(), value.as_deref());
+            let stored =
+                inner
+                    .codec
+                    .encode(collection.as_str(), versioned.as_bytes(), value.as_deref())?;
             bytes += (versioned.as_bytes().len() + stored.len()) as u64;
             batch.put(&collection, versioned.into_bytes(), stored);
         }

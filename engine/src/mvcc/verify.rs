@@ -98,7 +98,7 @@ impl Engine {
                             Err(e) => Some((None, e.to_string())),
                         }
                     } else {
-                        check_version(&name, &key, stored, limit)
+                        check_version(&self.inner.codec, &name, &key, stored, limit)
                     };
                     if let Some((version, what)) = problem {
                         check.bad += 1;
@@ -121,6 +121,7 @@ impl Engine {
 }
 
 fn check_version(
+    codec: &crate::crypto::ValueCodec,
     collection: &CollectionName,
     key: &[u8],
     stored: Vec<u8>,
@@ -137,7 +138,7 @@ fn check_version(
             format!("version {version} is above every version ever handed out ({limit})"),
         ));
     }
-    match value::decode_owned(collection.as_str(), vk.as_bytes(), stored) {
+    match codec.decode_owned(collection.as_str(), vk.as_bytes(), stored) {
         Ok(_) => None,
         Err(e) => Some((Some(version), e.to_string())),
     }
