@@ -227,6 +227,11 @@ pub enum Command {
     /// and in batches, then record that older key ids are no longer used (they can then be
     /// removed from the key file)
     Rekey(crate::rekey::RekeyArgs),
+
+    /// Deterministic cluster simulator: run one seed, sweep seed ranges, reproduce a failing
+    /// seed against its stored trace (Raft + engine on turmoil under seeded faults)
+    #[cfg(feature = "sim")]
+    Sim(crate::sim::SimArgs),
 }
 
 /// `zstore config …`

@@ -243,6 +243,10 @@ impl Action {
             Command::Migrate(_) => {
                 return Err(CliError::usage("`migrate` is run by crate::migrate::run"));
             }
+            #[cfg(feature = "sim")]
+            Command::Sim(_) => {
+                return Err(CliError::usage("`sim` is run by crate::sim::run"));
+            }
             Command::Dump(_) | Command::Load(_) => {
                 return Err(CliError::usage("`dump` and `load` are run by crate::dump"));
             }

@@ -15,6 +15,8 @@ mod dump;
 mod error;
 mod migrate;
 mod rekey;
+#[cfg(feature = "sim")]
+mod sim;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -79,6 +81,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         args::Command::Serve(serve) => return cluster::serve(serve).await,
         args::Command::Cluster(command) => return cluster::run(command, cli.global.json).await,
         args::Command::Migrate(m) => return migrate::run(m, cli.global.json).await,
+        #[cfg(feature = "sim")]
+        args::Command::Sim(a) => return sim::run(a),
         _ => {}
     }
     let loaded = ConfigLoader::from_process_env()

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -151,6 +152,8 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
     let liveness_end = cfg.safety_ms + cfg.liveness_ms;
     let mut phase_liveness = false;
     let mut step_error = None;
+    let mut panicked = false;
+    install_panic_capture();
     loop {
         let now = sim.elapsed().as_millis() as u64;
         world.now.set(now);
@@ -167,9 +170,19 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
                 faults.tick(&mut sim, &world, now);
             }
         }
-        if let Err(e) = sim.step() {
-            step_error = Some(e.to_string());
-            break;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| sim.step())) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                step_error = Some(e.to_string());
+                break;
+            }
+            Err(payload) => {
+                // A task panicked (tokio_unstable: the host's runtime shuts down and
+                // `step` panics). An assertion inside openraft or our code is a finding.
+                step_error = Some(format!("panic: {}", panic_message(&*payload)));
+                panicked = true;
+                break;
+            }
         }
         raft.observe(&world, &mut violations);
         if !violations.is_empty() {
@@ -213,8 +226,21 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
     world.now.set(sim_ms);
     // Never drop a Sim with a live database in it: mark every node dead, drop the handles,
     // crash every host (its drops run inside the simulation), then drop the Sim.
-    faults.shutdown(&mut sim, &world);
-    drop(sim);
+    if panicked {
+        // The Sim may be half torn down: mark every disk dead so no Drop can write, then
+        // crash and drop it, containing any further panic.
+        for slot in &world.nodes {
+            slot.store.mark_dead();
+            slot.live.borrow_mut().take();
+        }
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            faults.shutdown(&mut sim, &world);
+            drop(sim);
+        }));
+    } else {
+        faults.shutdown(&mut sim, &world);
+        drop(sim);
+    }
     let history = world.recorder.finish(Duration::from_millis(sim_ms));
     let bank = world.bank.finish(Duration::from_millis(sim_ms));
     if violations.is_empty() {
@@ -276,4 +302,54 @@ fn sim_faults_teardown() -> Vec<(&'static str, u64)> {
     sim_faults::reset();
     zcore_cluster::runtime::use_os_entropy();
     fired
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that remembers each thread's last panic message
+/// before calling the previous hook, so a panic inside a simulated task (re-raised by tokio
+/// as a generic "a spawned task panicked") is reported with its own message.
+fn install_panic_capture() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = match info.payload().downcast_ref::<&str>() {
+                Some(s) => (*s).to_owned(),
+                None => info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|p| {
+                let mut p = p.borrow_mut();
+                // Keep the first (root cause) message of a run.
+                if p.is_none() {
+                    *p = Some(format!("{message}{location}"));
+                }
+            });
+            previous(info);
+        }));
+    });
+    LAST_PANIC.with(|p| p.borrow_mut().take());
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let outer = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    match LAST_PANIC.with(|p| p.borrow_mut().take()) {
+        Some(root) if root != outer => format!("{root} ({outer})"),
+        Some(root) => root,
+        None => outer,
+    }
 }
