@@ -11,6 +11,8 @@
 //!   (a guard with `.value()`), `remove`, `range`, `iter`, `len`, `is_empty`.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod migrate;
 mod multi;
 mod store;

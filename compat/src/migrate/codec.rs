@@ -117,6 +117,52 @@ const ESCAPE: u8 = 0xFF;
 const MAX_DEPTH: usize = 32;
 /// Most elements of an array type or a `Vec` value.
 const MAX_ELEMENTS: usize = 1 << 20;
+/// Largest fixed width a type may declare: no stored value can be larger, and decoding a
+/// `None` of a fixed-width `Option` materializes that many bytes.
+const MAX_FIXED_WIDTH: u64 = zcore_engine::mvcc::MAX_USER_VALUE_LEN;
+
+/// Refuses types whose fixed width (of the whole or of any part) exceeds [`MAX_FIXED_WIDTH`]
+/// or overflows `usize`, before any value of them is decoded.
+fn check_widths(t: &RedbType) -> Result<(), String> {
+    let too_wide = |what: &str| {
+        Err(format!(
+            "{what} wider than {MAX_FIXED_WIDTH} bytes (no stored value can be that large)"
+        ))
+    };
+    match t {
+        RedbType::Array(inner, n) => {
+            check_widths(inner)?;
+            if let Some(w) = inner.fixed_width()
+                && w.checked_mul(*n)
+                    .is_none_or(|total| total as u64 > MAX_FIXED_WIDTH)
+            {
+                return too_wide("array");
+            }
+        }
+        RedbType::Option { inner, .. } | RedbType::Vec(inner) => check_widths(inner)?,
+        RedbType::Tuple { elements, .. } => {
+            for e in elements {
+                check_widths(e)?;
+            }
+            let widths: Option<Vec<usize>> = elements.iter().map(RedbType::fixed_width).collect();
+            if let Some(widths) = widths
+                && widths
+                    .iter()
+                    .try_fold(0usize, |sum, w| sum.checked_add(*w))
+                    .is_none_or(|total| total as u64 > MAX_FIXED_WIDTH)
+            {
+                return too_wide("tuple");
+            }
+        }
+        _ => {}
+    }
+    if t.fixed_width()
+        .is_some_and(|w| w as u64 > MAX_FIXED_WIDTH - 1)
+    {
+        return too_wide("type");
+    }
+    Ok(())
+}
 const TERMINATOR: [u8; 2] = [0x00, 0x01];
 
 impl RedbType {
@@ -138,6 +184,7 @@ impl RedbType {
             depth: 0,
         };
         let ty = parser.parse(tuples).map_err(fail)?;
+        check_widths(&ty).map_err(fail)?;
         parser.skip_ws();
         if parser.pos != name.len() {
             return Err(fail(format!(
