@@ -5,10 +5,12 @@
 //! Values and backup chunks are sealed with XChaCha20-Poly1305 (RustCrypto's
 //! `chacha20poly1305` crate), 256-bit keys, a 192-bit nonce and a 128-bit tag. Why this AEAD:
 //!
-//! - **Nonces can be random, forever.** Every sealed value gets a fresh 192-bit nonce from the
-//!   operating system's CSPRNG (`getrandom`). With 192 bits the probability that any two of
-//!   `n` nonces under one key collide is below `n² / 2^193`: after 2^48 writes under one key
-//!   (hundreds of years at a million writes per second) it is below 2^-96. AES-256-GCM's
+//! - **Nonces can be random, forever.** Every sealed value gets a fresh 192-bit nonce: 128 bits
+//!   drawn from the operating system's CSPRNG (`getrandom`) once per process, followed by a
+//!   64-bit per-process counter (see `random_nonce`). Within a process nonces never repeat;
+//!   across processes they collide only if two processes drew the same 128-bit prefix
+//!   (probability ≤ m²/2^129 for m processes). Even fully random 192-bit nonces would collide
+//!   with probability below `n² / 2^193` — below 2^-96 after 2^48 writes under one key. AES-256-GCM's
 //!   96-bit nonce allows only about 2^32 random nonces per key before the collision
 //!   probability reaches the 2^-32 NIST bound — a busy store reaches that in hours, and
 //!   a counter instead would have to survive crashes, restores and Raft replicas without
@@ -403,12 +405,38 @@ fn hex_digit(b: u8) -> Option<u8> {
     }
 }
 
-/// A fresh random nonce.
+/// 128 random bits drawn from the OS once per process: the first part of every nonce.
+static NONCE_PREFIX: std::sync::OnceLock<Result<[u8; 16], String>> = std::sync::OnceLock::new();
+/// The last 64 bits of every nonce: never repeats within the process.
+static NONCE_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh nonce: the process's random 128-bit prefix ‖ a 64-bit counter (big endian).
+///
+/// Uniqueness under one key: within a process the counter never repeats (2^64 nonces); two
+/// processes (two opens of the store, a restore, a replica using the same keyring) collide
+/// only if they drew the same 128-bit prefix, probability ≤ m²/2^129 for m processes — and
+/// even then only nonces with equal counters collide. This costs one atomic increment per
+/// value instead of a `getrandom` call (about 1 µs on this machine).
 pub(crate) fn random_nonce() -> Result<[u8; NONCE_LEN], EncryptionError> {
+    let prefix = NONCE_PREFIX
+        .get_or_init(|| {
+            let mut p = [0u8; 16];
+            OsRng
+                .try_fill_bytes(&mut p)
+                .map(|()| p)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(EncryptionError::Random)?;
+    let n = NONCE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    if n == u64::MAX {
+        return Err(EncryptionError::Seal {
+            reason: "nonce counter exhausted (2^64 values sealed in one process)".to_owned(),
+        });
+    }
     let mut nonce = [0u8; NONCE_LEN];
-    OsRng
-        .try_fill_bytes(&mut nonce)
-        .map_err(|e| EncryptionError::Random(e.to_string()))?;
+    nonce[..16].copy_from_slice(&prefix);
+    nonce[16..].copy_from_slice(&n.to_be_bytes());
     Ok(nonce)
 }
 
@@ -885,6 +913,18 @@ mod tests {
         let e =
             Keyring::parse(format!("1:{HEX1}\n1:{}", "ab".repeat(32)).as_bytes(), "t").unwrap_err();
         assert_eq!(e, EncryptionError::DuplicateKeyId { id: 1 });
+    }
+
+    #[test]
+    fn nonces_share_the_process_prefix_and_never_repeat() {
+        let mut seen = std::collections::BTreeSet::new();
+        let first = random_nonce().unwrap();
+        for _ in 0..10_000 {
+            let n = random_nonce().unwrap();
+            assert_eq!(n[..16], first[..16], "one random prefix per process");
+            assert!(seen.insert(n), "a nonce repeated");
+        }
+        assert_ne!(first[..16], [0u8; 16], "the prefix is random, not zero");
     }
 
     #[test]
