@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use fjall::compaction::filter::{CompactionFilter, Context, Factory, ItemAccessor, Verdict};
 use fjall::config::CompressionPolicy;
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use zcore_engine::backend::catch_engine_panic;
 use zcore_engine::limits::{check_key, check_scan_limit};
 use zcore_engine::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionStats,
@@ -18,6 +19,264 @@ use super::{FjallCompression, FjallOptions};
 use crate::group_sync::{GroupSync, run_blocking};
 
 const KIND: BackendKind = BackendKind::Fjall;
+
+/// The seal file inside the database directory (see [`check_seal`]).
+pub const SEAL_FILE: &str = "zcore.seal";
+const SEAL_MAGIC: &[u8; 4] = b"ZCSL";
+const SEAL_FORMAT: u8 = 1;
+/// Largest seal accepted (a manifest of some 100,000 files).
+const SEAL_MAX: usize = 64 << 20;
+
+/// One file of a cleanly closed store, as the seal records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SealedFile {
+    /// Path relative to the database directory, `/`-separated.
+    path: String,
+    len: u64,
+    /// CRC32C of the content; `None` for tables (fjall checksums their blocks itself, and
+    /// reading every table at open would cost a full read of the store).
+    crc: Option<u32>,
+}
+
+/// What the seal says about the last shutdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seal {
+    /// Closed cleanly with every memtable flushed; fjall's next sequence number then, and the
+    /// files the directory held.
+    Clean(u64, Vec<SealedFile>),
+    /// Opened since a clean close (recovery then reached this sequence number, for
+    /// diagnosis); a crash may have followed.
+    Open(u64),
+}
+
+/// `magic ‖ format ‖ state (1 clean, 2 open) ‖ seqno (LE u64) ‖ file count (LE u32) ‖ per
+/// file: path length (LE u16), path, length (LE u64), has-crc (u8), crc (LE u32) ‖ crc32c (LE)
+/// of everything before it`.
+fn encode_seal(seal: &Seal) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(SEAL_MAGIC);
+    out.push(SEAL_FORMAT);
+    let (state, seqno, files) = match seal {
+        Seal::Clean(n, files) => (1, *n, files.as_slice()),
+        Seal::Open(n) => (2, *n, &[][..]),
+    };
+    out.push(state);
+    out.extend_from_slice(&seqno.to_le_bytes());
+    out.extend_from_slice(&(files.len() as u32).to_le_bytes());
+    for f in files {
+        out.extend_from_slice(&(f.path.len() as u16).to_le_bytes());
+        out.extend_from_slice(f.path.as_bytes());
+        out.extend_from_slice(&f.len.to_le_bytes());
+        out.push(u8::from(f.crc.is_some()));
+        out.extend_from_slice(&f.crc.unwrap_or(0).to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A little-endian reader over the seal that never trusts a length.
+struct SealReader<'a>(&'a [u8]);
+
+impl SealReader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err(format!("{SEAL_FILE} is truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(le))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let mut le = [0u8; 4];
+        le.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(le))
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        let mut le = [0u8; 2];
+        le.copy_from_slice(self.take(2)?);
+        Ok(u16::from_le_bytes(le))
+    }
+}
+
+fn decode_seal(bytes: &[u8]) -> Result<Seal, String> {
+    if bytes.len() < 4 || bytes.len() > SEAL_MAX {
+        return Err(format!(
+            "{SEAL_FILE} has an impossible size ({} bytes)",
+            bytes.len()
+        ));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err(format!("{SEAL_FILE} fails its checksum"));
+    }
+    let mut r = SealReader(body);
+    if r.take(4)? != SEAL_MAGIC || r.take(1)? != [SEAL_FORMAT] {
+        return Err(format!("{SEAL_FILE} has an unknown header"));
+    }
+    let state = r.take(1)?[0];
+    let seqno = r.u64()?;
+    let count = r.u32()?;
+    let mut files = Vec::new();
+    for _ in 0..count {
+        let len = usize::from(r.u16()?);
+        let path = String::from_utf8(r.take(len)?.to_vec())
+            .map_err(|_| format!("{SEAL_FILE} holds a path that is not UTF-8"))?;
+        let len = r.u64()?;
+        let has_crc = r.take(1)?[0] == 1;
+        let crc = r.u32()?;
+        files.push(SealedFile {
+            path,
+            len,
+            crc: has_crc.then_some(crc),
+        });
+    }
+    if !r.0.is_empty() {
+        return Err(format!("{SEAL_FILE} has trailing bytes"));
+    }
+    match state {
+        1 => Ok(Seal::Clean(seqno, files)),
+        2 if files.is_empty() => Ok(Seal::Open(seqno)),
+        _ => Err(format!("{SEAL_FILE} has an unknown state {state}")),
+    }
+}
+
+/// Every file of the database directory except the seal itself and fjall's lock file, with
+/// its length and (tables excepted) its CRC32C, in path order.
+fn seal_files(root: &Path) -> std::io::Result<Vec<SealedFile>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            if relative.starts_with(SEAL_FILE) || relative == "lock" {
+                continue;
+            }
+            let is_table = relative.contains("/tables/");
+            let len = entry.metadata()?.len();
+            let crc = if is_table {
+                None
+            } else {
+                Some(crc32c::crc32c(&std::fs::read(&path)?))
+            };
+            out.push(SealedFile {
+                path: relative,
+                len,
+                crc,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Reads the seal, if there is one.
+fn read_seal(path: &Path) -> Result<Option<Seal>, String> {
+    match std::fs::read(path.join(SEAL_FILE)) {
+        Ok(bytes) => decode_seal(&bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {SEAL_FILE}: {e}")),
+    }
+}
+
+/// Before fjall reads anything: a cleanly closed store must still hold exactly the files the
+/// seal lists, with the same lengths and (journal, manifests, markers) the same checksums.
+///
+/// fjall trusts length fields in its manifests and journal before it checks anything (a
+/// flipped byte there made it try to allocate 97 GB and abort the process), so these files
+/// are checked before fjall sees them.
+fn check_sealed_files(path: &Path, seal: &Seal) -> Result<(), String> {
+    let Seal::Clean(_, sealed) = seal else {
+        return Ok(());
+    };
+    let present = seal_files(path).map_err(|e| format!("cannot check the store's files: {e}"))?;
+    for want in sealed {
+        let Some(have) = present.iter().find(|f| f.path == want.path) else {
+            return Err(format!(
+                "{} is missing from a store that was closed cleanly (restore from a backup)",
+                want.path
+            ));
+        };
+        if have.len != want.len || (want.crc.is_some() && have.crc != want.crc) {
+            return Err(format!(
+                "{} changed after the store was closed cleanly ({} bytes, checksum {:?}; the \
+                 seal recorded {} bytes, checksum {:?}): the file is damaged (restore from a \
+                 backup; deleting {SEAL_FILE} skips this check)",
+                want.path, have.len, have.crc, want.len, want.crc
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// After fjall recovered: refuses a store whose journal recovery does not match its last clean
+/// close, then marks the store open (durably, before any write).
+///
+/// fjall recovers its journal up to the first damaged batch and silently drops the rest
+/// (truncating the file), and it does not checksum a batch's header, so a flipped sequence
+/// number replays an old batch over newer data. A clean close flushes every memtable into
+/// tables (which fjall checksums) before it writes [`Seal::Clean`]; reopening such a store
+/// must replay nothing from the journal, so recovered memtables must be empty.
+///
+/// After a crash ([`Seal::Open`]) there is no check: fjall's recovery decides what survives,
+/// and commits lost with a damaged journal tail (or replayed by a damaged batch header) stay
+/// undetectable here. (Comparing sequence numbers is no help: GC compactions may drop the
+/// entries that carried the highest ones.)
+fn check_seal(path: &Path, seal: Option<&Seal>, db: &Database) -> Result<(), String> {
+    let recovered = db.seqno();
+    match seal {
+        None => Ok(()),
+        Some(Seal::Clean(sealed, _)) => {
+            let replayed = db.write_buffer_size();
+            if replayed != 0 {
+                return Err(format!(
+                    "fjall replayed {replayed} bytes of journal batches (up to sequence number \
+                     {recovered}) over a store that was closed cleanly at {sealed} with nothing \
+                     left to replay: its journal is damaged (restore from a backup; deleting \
+                     {SEAL_FILE} skips this check)"
+                ));
+            }
+            write_seal(path, &Seal::Open(recovered))
+                .map_err(|e| format!("cannot update {SEAL_FILE}: {e}"))
+        }
+        // Not closed cleanly since it was last opened (a crash, or still open elsewhere):
+        // fjall's own recovery is all there is (see above).
+        Some(Seal::Open(_)) => Ok(()),
+    }
+}
+
+/// Writes the seal atomically (temporary file, fsync, rename, fsync of the directory).
+fn write_seal(path: &Path, seal: &Seal) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.join(format!("{SEAL_FILE}.tmp"));
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&encode_seal(seal))?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path.join(SEAL_FILE))?;
+    std::fs::File::open(path)?.sync_all()
+}
 
 /// The engine's compaction GC, installed after open; compactions started before that keep
 /// everything.
@@ -128,16 +387,34 @@ impl FjallBackend {
         if let Some(n) = options.worker_threads {
             builder = builder.worker_threads(n);
         }
-        let db = builder.open().map_err(|e| open_err(e.into()))?;
-        let mut keyspaces = BTreeMap::new();
-        for name in db.list_keyspace_names() {
-            let name: &str = &name;
-            let collection = CollectionName::from_stored(name).map_err(|e| open_err(e.into()))?;
-            let keyspace = db
-                .keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(|e| open_err(e.into()))?;
-            keyspaces.insert(collection, keyspace);
+        let seal = read_seal(&path).map_err(|m| open_err(m.into()))?;
+        if let Some(seal) = &seal {
+            check_sealed_files(&path, seal).map_err(|m| open_err(m.into()))?;
         }
+        // fjall can panic on damaged files instead of returning an error.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = builder.open().map_err(|e| open_err(e.into()))?;
+            let mut keyspaces = BTreeMap::new();
+            for name in db.list_keyspace_names() {
+                let name: &str = &name;
+                let collection =
+                    CollectionName::from_stored(name).map_err(|e| open_err(e.into()))?;
+                let keyspace = db
+                    .keyspace(name, KeyspaceCreateOptions::default)
+                    .map_err(|e| open_err(e.into()))?;
+                keyspaces.insert(collection, keyspace);
+            }
+            check_seal(&path, seal.as_ref(), &db).map_err(|m| open_err(m.into()))?;
+            Ok::<_, BackendError>((db, keyspaces))
+        }));
+        let (db, keyspaces) = match opened {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(open_err(
+                    "fjall panicked while opening the store (its files are damaged)".into(),
+                ));
+            }
+        };
         Ok(Self {
             path,
             compression: options.compression,
@@ -199,6 +476,59 @@ impl FjallBackend {
                 .map_err(|e| engine_err("compact", Some(name), e))?;
         }
         Ok(())
+    }
+
+    fn scan_inner(
+        open: &Open,
+        keyspace: &Keyspace,
+        name: &CollectionName,
+        request: &ScanRequest,
+    ) -> Result<ScanPage, BackendError> {
+        let iter = open
+            .db
+            .snapshot()
+            .range::<&[u8], _>(keyspace, request.range.as_slices());
+        let mut entries = Vec::with_capacity(request.limit.min(1024));
+        let mut push = |item: fjall::Guard| -> Result<(), BackendError> {
+            let (k, v) = item
+                .into_inner()
+                .map_err(|e| engine_err("scan", Some(name), e))?;
+            entries.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        };
+        match request.direction {
+            Direction::Forward => iter.take(request.limit).try_for_each(&mut push)?,
+            Direction::Reverse => iter.rev().take(request.limit).try_for_each(&mut push)?,
+        }
+        Ok(request.page(entries))
+    }
+
+    /// Applies `batch` as one fjall batch; returns the database and the write's sync ticket.
+    fn apply(&self, batch: WriteBatch) -> Result<(Database, u64), BackendError> {
+        let guard = self.read()?;
+        let open = guard.as_ref().ok_or_else(closed)?;
+        let mut fjall_batch = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), batch.len())
+            .durability(Some(PersistMode::Buffer));
+        // Resolve every collection before the engine sees anything (C3).
+        for op in batch.ops() {
+            open.keyspace(op.collection())?;
+        }
+        for op in batch.into_ops() {
+            match op {
+                BatchOp::Put {
+                    collection,
+                    key,
+                    value,
+                } => fjall_batch.insert(open.keyspace(&collection)?, key, value),
+                BatchOp::Delete { collection, key } => {
+                    fjall_batch.remove(open.keyspace(&collection)?, key);
+                }
+            }
+        }
+        fjall_batch
+            .commit()
+            .map_err(|e| engine_err("write batch", None, e))?;
+        Ok((open.db.clone(), self.group.note_write()))
     }
 
     fn db(&self) -> Result<Database, BackendError> {
@@ -285,12 +615,14 @@ impl StorageBackend for FjallBackend {
         let guard = self.read()?;
         let open = guard.as_ref().ok_or_else(closed)?;
         let keyspace = open.keyspace(name)?;
-        let value = open
-            .db
-            .snapshot()
-            .get(keyspace, key)
-            .map_err(|e| engine_err("get", Some(name), e))?;
-        Ok(value.map(|v| v.to_vec()))
+        catch_engine_panic(KIND, "get", Some(name), || {
+            let value = open
+                .db
+                .snapshot()
+                .get(keyspace, key)
+                .map_err(|e| engine_err("get", Some(name), e))?;
+            Ok(value.map(|v| v.to_vec()))
+        })
     }
 
     async fn seek(
@@ -305,20 +637,22 @@ impl StorageBackend for FjallBackend {
         if start > end {
             return Ok(None);
         }
-        match open
-            .db
-            .snapshot()
-            .range::<&[u8], _>(keyspace, start..=end)
-            .next()
-        {
-            None => Ok(None),
-            Some(item) => {
-                let (k, v) = item
-                    .into_inner()
-                    .map_err(|e| engine_err("seek", Some(name), e))?;
-                Ok(Some((k.to_vec(), v.to_vec())))
+        catch_engine_panic(KIND, "seek", Some(name), || {
+            match open
+                .db
+                .snapshot()
+                .range::<&[u8], _>(keyspace, start..=end)
+                .next()
+            {
+                None => Ok(None),
+                Some(item) => {
+                    let (k, v) = item
+                        .into_inner()
+                        .map_err(|e| engine_err("seek", Some(name), e))?;
+                    Ok(Some((k.to_vec(), v.to_vec())))
+                }
             }
-        }
+        })
     }
 
     async fn scan(
@@ -333,23 +667,9 @@ impl StorageBackend for FjallBackend {
         if request.range.is_empty_by_bounds() {
             return Ok(ScanPage::default());
         }
-        let iter = open
-            .db
-            .snapshot()
-            .range::<&[u8], _>(keyspace, request.range.as_slices());
-        let mut entries = Vec::with_capacity(request.limit.min(1024));
-        let mut push = |item: fjall::Guard| -> Result<(), BackendError> {
-            let (k, v) = item
-                .into_inner()
-                .map_err(|e| engine_err("scan", Some(name), e))?;
-            entries.push((k.to_vec(), v.to_vec()));
-            Ok(())
-        };
-        match request.direction {
-            Direction::Forward => iter.take(request.limit).try_for_each(&mut push)?,
-            Direction::Reverse => iter.rev().take(request.limit).try_for_each(&mut push)?,
-        }
-        Ok(request.page(entries))
+        catch_engine_panic(KIND, "scan", Some(name), || {
+            Self::scan_inner(open, keyspace, name, request)
+        })
     }
 
     async fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), BackendError> {
@@ -357,52 +677,29 @@ impl StorageBackend for FjallBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        let (db, ticket) = {
-            let guard = self.read()?;
-            let open = guard.as_ref().ok_or_else(closed)?;
-            let mut fjall_batch =
-                fjall::OwnedWriteBatch::with_capacity(open.db.clone(), batch.len())
-                    .durability(Some(PersistMode::Buffer));
-            // Resolve every collection before the engine sees anything (C3).
-            for op in batch.ops() {
-                open.keyspace(op.collection())?;
-            }
-            for op in batch.into_ops() {
-                match op {
-                    BatchOp::Put {
-                        collection,
-                        key,
-                        value,
-                    } => fjall_batch.insert(open.keyspace(&collection)?, key, value),
-                    BatchOp::Delete { collection, key } => {
-                        fjall_batch.remove(open.keyspace(&collection)?, key);
-                    }
-                }
-            }
-            fjall_batch
-                .commit()
-                .map_err(|e| engine_err("write batch", None, e))?;
-            (open.db.clone(), self.group.note_write())
-        };
+        let (db, ticket) = catch_engine_panic(KIND, "write batch", None, || self.apply(batch))?;
         if durability == Durability::Synced {
             self.group
                 .sync_through(KIND, ticket, move || {
-                    db.persist(PersistMode::SyncAll)
-                        .map_err(|e| engine_err("sync", None, e))
+                    catch_engine_panic(KIND, "sync", None, || {
+                        db.persist(PersistMode::SyncAll)
+                            .map_err(|e| engine_err("sync", None, e))
+                    })
                 })
                 .await?;
         }
         Ok(())
     }
-
     async fn sync(&self) -> Result<(), BackendError> {
         let db = self.db()?;
         let ticket = self.group.last_written();
         // Ticket 0 (nothing written through us) still syncs once: the caller asked for it.
         self.group
             .sync_through(KIND, ticket.max(1), move || {
-                db.persist(PersistMode::SyncAll)
-                    .map_err(|e| engine_err("sync", None, e))
+                catch_engine_panic(KIND, "sync", None, || {
+                    db.persist(PersistMode::SyncAll)
+                        .map_err(|e| engine_err("sync", None, e))
+                })
             })
             .await
     }
@@ -445,6 +742,72 @@ impl StorageBackend for FjallBackend {
         })
     }
 
+    async fn compact(&self) -> Result<bool, BackendError> {
+        let keyspaces: Vec<(CollectionName, Keyspace)> = {
+            let guard = self.read()?;
+            let open = guard.as_ref().ok_or_else(closed)?;
+            open.keyspaces
+                .iter()
+                .map(|(name, keyspace)| (name.clone(), keyspace.clone()))
+                .collect()
+        };
+        run_blocking(KIND, move || {
+            catch_engine_panic(KIND, "compact", None, || {
+                for (name, keyspace) in &keyspaces {
+                    // Flush the memtable first so the compaction sees every version.
+                    keyspace
+                        .rotate_memtable_and_wait()
+                        .map_err(|e| engine_err("flush", Some(name), e))?;
+                    keyspace
+                        .major_compact()
+                        .map_err(|e| engine_err("compact", Some(name), e))?;
+                }
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn inspect_details(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        let guard = self.read()?;
+        let open = guard.as_ref().ok_or_else(closed)?;
+        catch_engine_panic(KIND, "inspect", None, || {
+            let db = &open.db;
+            let mut details = vec![
+                (
+                    "journal_disk_bytes".to_owned(),
+                    db.journal_disk_space()
+                        .map_err(|e| engine_err("measure the journal", None, e))?,
+                ),
+                (
+                    "outstanding_flushes".to_owned(),
+                    db.outstanding_flushes() as u64,
+                ),
+                (
+                    "active_compactions".to_owned(),
+                    db.active_compactions() as u64,
+                ),
+                (
+                    "compactions_completed".to_owned(),
+                    db.compactions_completed() as u64,
+                ),
+                ("seqno".to_owned(), db.seqno()),
+            ];
+            for (name, keyspace) in &open.keyspaces {
+                details.push((format!("{name}.tables"), keyspace.table_count() as u64));
+                details.push((
+                    format!("{name}.l0_tables"),
+                    keyspace.l0_table_count() as u64,
+                ));
+                details.push((
+                    format!("{name}.sealed_memtables"),
+                    keyspace.sealed_memtable_count() as u64,
+                ));
+            }
+            Ok(details)
+        })
+    }
+
     fn set_compaction_gc(&self, gc: Arc<dyn CompactionGc>) -> bool {
         *self
             .gc
@@ -457,15 +820,38 @@ impl StorageBackend for FjallBackend {
         // No group sync may be in flight while the database goes away.
         let _leader = self.group.leader_lock().await;
         let open = self.write_lock().take().ok_or_else(closed)?;
+        let path = self.path.clone();
         // Persisting and dropping (which joins fjall's worker threads and releases the
         // directory lock) both block.
         run_blocking(KIND, move || {
-            let result = open
-                .db
-                .persist(PersistMode::SyncAll)
-                .map_err(|e| engine_err("sync on close", None, e));
-            drop(open);
-            result
+            catch_engine_panic(KIND, "close", None, || {
+                // Flush every memtable into (block-checksummed) tables first: a closed store
+                // then keeps nothing only in the journal, whose batch headers (sequence
+                // numbers) fjall does not checksum and whose damaged tail it drops silently.
+                let result = open
+                    .keyspaces
+                    .iter()
+                    .try_for_each(|(name, keyspace)| {
+                        keyspace
+                            .rotate_memtable_and_wait()
+                            .map_err(|e| engine_err("flush on close", Some(name), e))
+                    })
+                    .and_then(|()| {
+                        open.db
+                            .persist(PersistMode::SyncAll)
+                            .map_err(|e| engine_err("sync on close", None, e))
+                    });
+                let seqno = open.db.seqno();
+                drop(open);
+                result?;
+                // Only after the engine released the directory: every write up to `seqno`
+                // is durable now.
+                let files = seal_files(&path).map_err(|e| {
+                    BackendError::engine(KIND, "list the files to seal on close", None, e)
+                })?;
+                write_seal(&path, &Seal::Clean(seqno, files))
+                    .map_err(|e| BackendError::engine(KIND, "write the seal on close", None, e))
+            })
         })
         .await
     }

@@ -9,6 +9,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError, TableHandle,
     TransactionError, WriteTransaction,
 };
+use zcore_engine::backend::catch_engine_panic;
 use zcore_engine::limits::{check_key, check_scan_limit};
 use zcore_engine::{
     BackendError, BackendKind, BackendStats, BatchOp, CollectionName, CollectionStats, Direction,
@@ -91,6 +92,14 @@ impl Shared {
     /// Applies `batch` in one write transaction committed with `Durability::None`. With
     /// `wait == false` it gives the batch back instead of blocking on another writer.
     fn apply(&self, batch: WriteBatch, wait: bool) -> Result<Option<WriteBatch>, BackendError> {
+        catch_engine_panic(KIND, "write batch", None, || self.apply_inner(batch, wait))
+    }
+
+    fn apply_inner(
+        &self,
+        batch: WriteBatch,
+        wait: bool,
+    ) -> Result<Option<WriteBatch>, BackendError> {
         let guard = self.read()?;
         let open = guard.as_ref().ok_or_else(closed)?;
         for op in batch.ops() {
@@ -125,6 +134,10 @@ impl Shared {
 }
 
 fn immediate_commit(db: &Database) -> Result<(), BackendError> {
+    catch_engine_panic(KIND, "sync", None, || immediate_commit_inner(db))
+}
+
+fn immediate_commit_inner(db: &Database) -> Result<(), BackendError> {
     let txn = db
         .begin_write()
         .map_err(|e| engine_err("begin write transaction", None, e))?;
@@ -180,20 +193,32 @@ impl RedbBackend {
             std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
         }
         let cache = usize::try_from(options.cache_size_bytes).unwrap_or(usize::MAX);
-        let db = Database::builder()
-            .set_cache_size(cache)
-            .create(&path)
-            .map_err(|e| open_err(e.into()))?;
-        let mut collections = BTreeSet::new();
-        {
-            let txn = db.begin_read().map_err(|e| open_err(e.into()))?;
-            let tables = txn.list_tables().map_err(|e| open_err(e.into()))?;
-            for handle in tables {
-                let name =
-                    CollectionName::from_stored(handle.name()).map_err(|e| open_err(e.into()))?;
-                collections.insert(name);
+        // redb panics on some damaged files instead of returning an error.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = Database::builder()
+                .set_cache_size(cache)
+                .create(&path)
+                .map_err(|e| open_err(e.into()))?;
+            let mut collections = BTreeSet::new();
+            {
+                let txn = db.begin_read().map_err(|e| open_err(e.into()))?;
+                let tables = txn.list_tables().map_err(|e| open_err(e.into()))?;
+                for handle in tables {
+                    let name = CollectionName::from_stored(handle.name())
+                        .map_err(|e| open_err(e.into()))?;
+                    collections.insert(name);
+                }
             }
-        }
+            Ok::<_, BackendError>((db, collections))
+        }));
+        let (db, collections) = match opened {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(open_err(
+                    "redb panicked while opening the file (the file is damaged)".into(),
+                ));
+            }
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 path,
@@ -226,15 +251,17 @@ fn read_table<T>(
     if !open.collections.contains(name) {
         return Err(not_found(name));
     }
-    let txn = open
-        .db
-        .begin_read()
-        .map_err(|e| engine_err(operation, Some(name), e))?;
-    match txn.open_table(table(name)) {
-        Ok(t) => f(t),
-        Err(TableError::TableDoesNotExist(_)) => Err(not_found(name)),
-        Err(e) => Err(engine_err(operation, Some(name), e)),
-    }
+    catch_engine_panic(KIND, operation, Some(name), || {
+        let txn = open
+            .db
+            .begin_read()
+            .map_err(|e| engine_err(operation, Some(name), e))?;
+        match txn.open_table(table(name)) {
+            Ok(t) => f(t),
+            Err(TableError::TableDoesNotExist(_)) => Err(not_found(name)),
+            Err(e) => Err(engine_err(operation, Some(name), e)),
+        }
+    })
 }
 
 #[async_trait]
@@ -251,21 +278,23 @@ impl StorageBackend for RedbBackend {
         let name = name.clone();
         let shared = Arc::clone(&self.shared);
         run_blocking(KIND, move || {
-            let mut guard = shared.write_lock();
-            let open = guard.as_mut().ok_or_else(closed)?;
-            if open.collections.contains(&name) {
-                return Ok(false);
-            }
-            let txn = open
-                .db
-                .begin_write()
-                .map_err(|e| engine_err("begin write transaction", Some(&name), e))?;
-            txn.open_table(table(&name))
-                .map_err(|e| engine_err("create collection", Some(&name), e))?;
-            txn.commit()
-                .map_err(|e| engine_err("create collection", Some(&name), e))?;
-            open.collections.insert(name);
-            Ok(true)
+            catch_engine_panic(KIND, "create collection", None, || {
+                let mut guard = shared.write_lock();
+                let open = guard.as_mut().ok_or_else(closed)?;
+                if open.collections.contains(&name) {
+                    return Ok(false);
+                }
+                let txn = open
+                    .db
+                    .begin_write()
+                    .map_err(|e| engine_err("begin write transaction", Some(&name), e))?;
+                txn.open_table(table(&name))
+                    .map_err(|e| engine_err("create collection", Some(&name), e))?;
+                txn.commit()
+                    .map_err(|e| engine_err("create collection", Some(&name), e))?;
+                open.collections.insert(name);
+                Ok(true)
+            })
         })
         .await
     }
@@ -295,21 +324,23 @@ impl StorageBackend for RedbBackend {
         let name = name.clone();
         let shared = Arc::clone(&self.shared);
         run_blocking(KIND, move || {
-            let mut guard = shared.write_lock();
-            let open = guard.as_mut().ok_or_else(closed)?;
-            if !open.collections.contains(&name) {
-                return Ok(false);
-            }
-            let txn = open
-                .db
-                .begin_write()
-                .map_err(|e| engine_err("begin write transaction", Some(&name), e))?;
-            txn.delete_table(table(&name))
-                .map_err(|e| engine_err("drop collection", Some(&name), e))?;
-            txn.commit()
-                .map_err(|e| engine_err("drop collection", Some(&name), e))?;
-            open.collections.remove(&name);
-            Ok(true)
+            catch_engine_panic(KIND, "drop collection", None, || {
+                let mut guard = shared.write_lock();
+                let open = guard.as_mut().ok_or_else(closed)?;
+                if !open.collections.contains(&name) {
+                    return Ok(false);
+                }
+                let txn = open
+                    .db
+                    .begin_write()
+                    .map_err(|e| engine_err("begin write transaction", Some(&name), e))?;
+                txn.delete_table(table(&name))
+                    .map_err(|e| engine_err("drop collection", Some(&name), e))?;
+                txn.commit()
+                    .map_err(|e| engine_err("drop collection", Some(&name), e))?;
+                open.collections.remove(&name);
+                Ok(true)
+            })
         })
         .await
     }
@@ -413,10 +444,72 @@ impl StorageBackend for RedbBackend {
         run_blocking(KIND, move || {
             let mut guard = shared.write_lock();
             let open = guard.as_mut().ok_or_else(closed)?;
-            open.db
-                .check_integrity()
-                .map(Some)
-                .map_err(|e| engine_err("check integrity", None, e))
+            catch_engine_panic(KIND, "check integrity", None, || {
+                open.db
+                    .check_integrity()
+                    .map(Some)
+                    .map_err(|e| engine_err("check integrity", None, e))
+            })
+        })
+        .await
+    }
+
+    async fn compact(&self) -> Result<bool, BackendError> {
+        let _leader = self.group.leader_lock().await;
+        let shared = Arc::clone(&self.shared);
+        run_blocking(KIND, move || {
+            let mut guard = shared.write_lock();
+            let open = guard.as_mut().ok_or_else(closed)?;
+            catch_engine_panic(KIND, "compact", None, || {
+                // Earlier `Durability::None` commits must be durable before redb compacts.
+                immediate_commit(&open.db)?;
+                open.db
+                    .compact()
+                    .map_err(|e| engine_err("compact", None, e))
+            })
+        })
+        .await
+    }
+
+    async fn inspect_details(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(KIND, move || {
+            let guard = shared.read()?;
+            let open = guard.as_ref().ok_or_else(closed)?;
+            catch_engine_panic(KIND, "inspect", None, || {
+                let mut details = Vec::new();
+                // Database-wide figures need a write transaction (aborted, nothing written).
+                let txn = open
+                    .db
+                    .begin_write()
+                    .map_err(|e| engine_err("begin write transaction", None, e))?;
+                let db = txn.stats().map_err(|e| engine_err("stats", None, e))?;
+                details.extend([
+                    ("tree_height".to_owned(), u64::from(db.tree_height())),
+                    ("allocated_pages".to_owned(), db.allocated_pages()),
+                    ("leaf_pages".to_owned(), db.leaf_pages()),
+                    ("branch_pages".to_owned(), db.branch_pages()),
+                    ("stored_bytes".to_owned(), db.stored_bytes()),
+                    ("metadata_bytes".to_owned(), db.metadata_bytes()),
+                    ("fragmented_bytes".to_owned(), db.fragmented_bytes()),
+                    ("page_size".to_owned(), db.page_size() as u64),
+                ]);
+                txn.abort().map_err(|e| engine_err("abort", None, e))?;
+                for name in &open.collections {
+                    let t = read_table(open, name, "table stats", |t| {
+                        t.stats()
+                            .map_err(|e| engine_err("table stats", Some(name), e))
+                    })?;
+                    details.extend([
+                        (format!("{name}.tree_height"), u64::from(t.tree_height())),
+                        (format!("{name}.leaf_pages"), t.leaf_pages()),
+                        (format!("{name}.branch_pages"), t.branch_pages()),
+                        (format!("{name}.stored_bytes"), t.stored_bytes()),
+                        (format!("{name}.fragmented_bytes"), t.fragmented_bytes()),
+                    ]);
+                }
+                Ok(details)
+            })
         })
         .await
     }
@@ -455,7 +548,9 @@ impl StorageBackend for RedbBackend {
         let open = self.shared.write_lock().take().ok_or_else(closed)?;
         run_blocking(KIND, move || {
             immediate_commit(&open.db)?;
-            open.db.close().map_err(|e| engine_err("close", None, e))
+            catch_engine_panic(KIND, "close", None, || {
+                open.db.close().map_err(|e| engine_err("close", None, e))
+            })
         })
         .await
     }

@@ -156,6 +156,48 @@ pub enum BackendError {
         #[source]
         source: EngineError,
     },
+
+    /// The engine panicked on the store's data (caught at the adapter boundary, so the caller
+    /// gets this error instead of a panic). Engines panic on damaged files they do not expect;
+    /// treat the store as corrupted (`zstore verify`, restore from a backup).
+    #[error("{backend} store looks corrupted: the engine panicked during {operation}{}: {detail}", on_collection(.collection.as_ref()))]
+    Corrupted {
+        /// The backend.
+        backend: BackendKind,
+        /// What was being done.
+        operation: &'static str,
+        /// The collection involved, when there is one.
+        collection: Option<CollectionName>,
+        /// The panic message.
+        detail: String,
+    },
+}
+
+/// Runs `work`, turning a panic inside the engine into [`BackendError::Corrupted`]. Adapters
+/// wrap every engine call that reads stored bytes with it.
+///
+/// # Errors
+///
+/// Whatever `work` returns, or [`BackendError::Corrupted`] if it panicked.
+pub fn catch_engine_panic<T>(
+    backend: BackendKind,
+    operation: &'static str,
+    collection: Option<&CollectionName>,
+    work: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        Err(BackendError::Corrupted {
+            backend,
+            operation,
+            collection: collection.cloned(),
+            detail,
+        })
+    })
 }
 
 fn on_collection(collection: Option<&CollectionName>) -> String {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 
 pub use batch::{BatchOp, Durability, WriteBatch};
 pub use collection::{CollectionName, CollectionNameError, NameProblem};
-pub use error::{BackendError, EngineError, KeyPreview, KeyProblem};
+pub use error::{BackendError, EngineError, KeyPreview, KeyProblem, catch_engine_panic};
 pub use gc::{CompactionGc, GcPass};
 pub use range::{Direction, KeyRange, ScanPage, ScanRequest, prefix_successor};
 pub use stats::{BackendKind, BackendStats, CollectionStats};
@@ -79,6 +79,12 @@ pub use stats::{BackendKind, BackendStats, CollectionStats};
 /// - **C16 Compaction GC (optional).** A backend that accepts
 ///   [`set_compaction_gc`](Self::set_compaction_gc) drops, during its own background
 ///   compaction, exactly the keys the installed [`CompactionGc`] marks, and never any other.
+/// - **C17 Compaction (optional).** [`compact`](Self::compact) runs the engine's own full
+///   compaction (fjall: flush and major compaction of every keyspace; redb: `Database::compact`,
+///   which returns free pages to the file system) and reports whether it ran one. Every entry
+///   reads back unchanged afterwards (except those an installed [`CompactionGc`] drops, C16).
+///   The default runs nothing and returns `false`. A backend may refuse while the engine cannot
+///   compact (redb: a live read transaction or savepoint) with an error, changing nothing.
 #[async_trait]
 pub trait StorageBackend: Send + Sync + 'static {
     /// Which engine this is.
@@ -148,6 +154,18 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// `Some(passed)`, or `None` when the backend has no such check.
     async fn check_integrity(&self) -> Result<Option<bool>, BackendError> {
         Ok(None)
+    }
+
+    /// Runs the engine's full compaction (C17); returns whether it ran one. Blocking work runs
+    /// off the executor's worker threads.
+    async fn compact(&self) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    /// Engine-specific figures too costly for [`stats`](Self::stats) (redb: per-table B-tree
+    /// statistics), for `zstore inspect`. The default has none.
+    async fn inspect_details(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        Ok(Vec::new())
     }
 
     /// Installs a compaction-time garbage collector (C16); returns whether the backend uses it.

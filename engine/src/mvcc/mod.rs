@@ -16,6 +16,7 @@
 mod conflict;
 mod engine;
 mod error;
+mod inspect;
 pub mod keys;
 pub(crate) mod meta;
 mod oracle;
@@ -29,6 +30,9 @@ pub use engine::{
     Engine, EngineOptions, EngineStats, GcReport, Isolation, VersionCounts, WriteOptions,
 };
 pub use error::{TxnError, UserKeyProblem};
+pub use inspect::{
+    CollectionInspect, CompactReport, InspectReport, SequenceHead, SystemCollectionInspect,
+};
 pub use keys::{MAX_USER_KEY_LEN, Version};
 pub use meta::META_COLLECTION;
 pub use txn::{CommitInfo, MAX_USER_VALUE_LEN, ReadTransaction, WriteTransaction};
