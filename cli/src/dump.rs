@@ -102,11 +102,14 @@ fn bar(visible: bool, what: &'static str) -> ProgressBar {
 }
 
 async fn open_engine(loaded: &LoadedConfig) -> Result<Engine, CliError> {
+    // Encrypted stores: the same key configuration as every other command.
+    let encryption = loaded.encryption_options()?;
     let backend = open_backend(&loaded.backend)?;
     match Engine::open(
         Arc::clone(&backend),
         EngineOptions {
             gc_interval: None,
+            encryption,
             ..EngineOptions::default()
         },
     )

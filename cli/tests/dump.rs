@@ -224,3 +224,39 @@ fn stats_separates_store_figures_from_this_process_metrics() {
     assert_eq!(report["latest_version"], 1);
     assert!(report["process_metrics"].is_array(), "{report}");
 }
+
+/// An encrypted store dumps with its key (the dump itself is plaintext) and loads into a plain
+/// store; without the key the dump is refused.
+#[test]
+fn encrypted_store_dumps_with_its_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("k.key"), "3".repeat(64)).unwrap();
+    let enc = [
+        "--backend",
+        "fjall",
+        "--path",
+        "enc.fjall",
+        "--key-file",
+        "k.key",
+    ];
+    let mut args = enc.to_vec();
+    args.extend(["put", "c", "k", "secret"]);
+    ok(zstore(d, &args, None));
+    let out = zstore(
+        d,
+        &["--backend", "fjall", "--path", "enc.fjall", "dump"],
+        None,
+    );
+    assert_ne!(out.code, Some(0), "dumped without the key: {}", out.stderr);
+    let mut args = enc.to_vec();
+    args.extend(["dump", "--output", "c.jsonl"]);
+    ok(zstore(d, &args, None));
+    let text = std::fs::read_to_string(d.join("c.jsonl")).unwrap();
+    assert!(text.contains(r#""value":"736563726574""#), "{text}");
+    let plain = ["--backend", "redb", "--path", "plain.redb"];
+    let mut args = plain.to_vec();
+    args.extend(["load", "c.jsonl"]);
+    ok(zstore(d, &args, None));
+    assert_eq!(scan(d, &plain, "c"), scan(d, &enc, "c"));
+}

@@ -1,9 +1,10 @@
 //! Smoke fuzzing of every decoder of `zcore-engine` that reads bytes from disk: the backup
 //! frame, manifest, chunk and entry records, MVCC keys and values (metadata records share the
-//! value format), and dump files. Each target runs on arbitrary bytes and on mutations of valid
-//! encodings (bit flips, truncations, length fields set huge, varints maxed, spans duplicated
-//! or deleted); valid encodings must round-trip. The harness functions are
-//! `zcore_engine::fuzz::fuzz_*`, the same ones the cargo-fuzz targets in `fuzz/` call.
+//! value format; sealed values are opened with a keyring), encryption key files, and dump
+//! files. Each target runs on arbitrary bytes and on mutations of valid encodings (bit flips,
+//! truncations, length fields set huge, varints maxed, spans duplicated or deleted); valid
+//! encodings must round-trip. The harness functions are `zcore_engine::fuzz::fuzz_*`, the
+//! same ones the cargo-fuzz targets in `fuzz/` call.
 //!
 //! The test binary runs under a capped global allocator (1 GiB): a decoder that allocates what
 //! a length field announces, instead of what the input holds, aborts the run.
@@ -119,6 +120,18 @@ fn value_seed(collection: &str, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
+/// A sealed value under the harness keyring, in the `fuzz_mvcc_value` input layout.
+fn sealed_seed(collection: &str, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
+    let mut out = vec![collection.len() as u8];
+    out.extend_from_slice(collection.as_bytes());
+    out.push(key.len() as u8);
+    out.extend_from_slice(key);
+    out.extend_from_slice(
+        &value::seal(&fuzz::fuzz_keyring_fixture(), collection, key, value).unwrap(),
+    );
+    out
+}
+
 fn dump_seed(format: DumpFormat, rows: &[(usize, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let header = DumpHeader {
         zcore_dump: 1,
@@ -181,6 +194,17 @@ fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
                 value_seed("users", &key_seed(b"k", 3), Some(b"value")),
                 value_seed("c", &key_seed(b"k", 4), None),
                 value_seed("__meta", b"gc.floor", Some(&42u64.to_be_bytes())),
+                sealed_seed("users", &key_seed(b"k", 5), Some(b"secret")),
+                sealed_seed("c", &key_seed(b"k", 6), None),
+            ],
+        ),
+        (
+            "keyring",
+            vec![
+                [7u8; 32].to_vec(),
+                "07".repeat(32).into_bytes(),
+                format!("# keys\n1:{}\n2:{}\n", "07".repeat(32), "ab".repeat(32)).into_bytes(),
+                format!("1:{},3:{}", "00".repeat(32), "ff".repeat(32)).into_bytes(),
             ],
         ),
         (
@@ -206,6 +230,7 @@ fn target(name: &str) -> fn(&[u8]) {
         "mvcc_key" => fuzz::fuzz_mvcc_key,
         "mvcc_value" => fuzz::fuzz_mvcc_value,
         "dump" => fuzz::fuzz_dump,
+        "keyring" => fuzz::fuzz_keyring,
         other => panic!("no target {other}"),
     }
 }
@@ -275,6 +300,7 @@ fuzz_target!(
 fuzz_target!(mvcc_key_arbitrary, mvcc_key_mutated, "mvcc_key");
 fuzz_target!(mvcc_value_arbitrary, mvcc_value_mutated, "mvcc_value");
 fuzz_target!(dump_arbitrary, dump_mutated, "dump");
+fuzz_target!(keyring_arbitrary, keyring_mutated, "keyring");
 
 /// The seeds are valid: every target accepts them unchanged (so the mutations start from
 /// real encodings, and the round-trip checks inside the harness run).
@@ -288,6 +314,15 @@ fn seeds_are_valid_encodings() {
         frame::decode(Path::new("c"), FrameKind::Chunk, c).unwrap();
     }
     assert_eq!(entry_seeds().len(), 2);
+    let keyring = fuzz::fuzz_keyring_fixture();
+    for seed in &seeds_of("keyring") {
+        zcore_engine::crypto::Keyring::parse(seed, "seed").unwrap();
+    }
+    let sealed = value::seal(&keyring, "c", b"k", Some(b"v")).unwrap();
+    assert_eq!(
+        value::open_owned(&keyring, false, "c", b"k", sealed).unwrap(),
+        value::Stored::Put(b"v".to_vec())
+    );
     for (name, seeds) in seeds() {
         for s in seeds {
             target(name)(&s);
