@@ -76,6 +76,7 @@ pub(crate) async fn incarnation(config: CrashConfig, disk: SimDisk, model: Arc<M
         gc_interval: Some(Duration::from_millis(rng.range_inclusive(20, 400))),
         sequence_block: rng.range_inclusive(1, 8),
         disable_conflict_detection: false,
+        ..EngineOptions::default()
     };
     let engine = match Engine::open(backend, options).await {
         Ok(e) => e,
