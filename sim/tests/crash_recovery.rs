@@ -3,7 +3,7 @@
 //! twice and the traces must be identical. A negative control with a lying `sync` must be
 //! caught within a bounded number of seeds.
 //!
-//! `ZCORE_CRASH_SEEDS` (default 12) sets the number of seeds per backend; `ZCORE_CRASH_SEED0`
+//! `ZCORE_CRASH_SEEDS` (default 40, ~30 s for both backends on 2 busy cores) sets the number of seeds per backend; `ZCORE_CRASH_SEED0`
 //! the first seed.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -19,7 +19,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn sweep(kind: SimBackendKind) {
-    let seeds = env_u64("ZCORE_CRASH_SEEDS", 12);
+    let seeds = env_u64("ZCORE_CRASH_SEEDS", 40);
     let first = env_u64("ZCORE_CRASH_SEED0", 1);
     let mut total = CrashCounts::default();
     let (mut power_losses, mut restarts, mut pairs) = (0u64, 0u64, 0u64);
