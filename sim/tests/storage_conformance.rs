@@ -99,6 +99,7 @@ macro_rules! conformance {
             c13_bad_input_leaves_store_openable,
             c14_stats_list_collections_with_counts,
             c15_concurrent_writers_and_readers,
+            c17_compact_keeps_every_entry,
         );
     };
 }
