@@ -228,10 +228,25 @@ pub enum Command {
     /// removed from the key file)
     Rekey(crate::rekey::RekeyArgs),
 
+    /// Check the whole store online at one snapshot: every stored version's checksum and key
+    /// structure, the metadata and sequence records, and the backend's own integrity check
+    /// (redb); prints counts and the first problems with collection, key (hex) and version.
+    /// Exit code 1 if anything is wrong
+    Verify(crate::ops::VerifyArgs),
+
     /// Deterministic cluster simulator: run one seed, sweep seed ranges, reproduce a failing
     /// seed against its stored trace (Raft + engine on turmoil under seeded faults)
     #[cfg(feature = "sim")]
     Sim(crate::sim::SimArgs),
+
+    /// Print collections (live keys, keys, versions, deletion markers, sizes), the versions
+    /// and GC watermark, retention, sequence heads and the backend's own figures
+    Inspect,
+
+    /// Remove every version no reader needs (a GC sweep), then run the backend's compaction
+    /// (fjall major compaction, redb compact); refused while a transaction or savepoint
+    /// pins versions (exit code 1)
+    Compact,
 }
 
 /// `zstore config …`

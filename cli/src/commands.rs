@@ -253,6 +253,11 @@ impl Action {
             Command::Rekey(_) => {
                 return Err(CliError::usage("`rekey` is run by crate::rekey::run"));
             }
+            Command::Verify(_) | Command::Inspect | Command::Compact => {
+                return Err(CliError::usage(
+                    "`verify`, `inspect` and `compact` are run by crate::ops::run",
+                ));
+            }
         };
         Ok(Some(action))
     }

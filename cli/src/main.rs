@@ -14,6 +14,7 @@ mod commands;
 mod dump;
 mod error;
 mod migrate;
+mod ops;
 mod rekey;
 #[cfg(feature = "sim")]
 mod sim;
@@ -100,6 +101,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             return result.and_then(|()| printer.flush());
         }
         _ => {}
+    }
+    if let args::Command::Verify(_) | args::Command::Inspect | args::Command::Compact = &cli.command
+    {
+        let result = ops::run(&cli.command, &loaded, &mut printer, cli.global.json).await;
+        return result.and_then(|()| printer.flush());
     }
     if let args::Command::Rekey(a) = &cli.command {
         let result = rekey::run(a, &loaded, &mut printer, cli.global.json).await;

@@ -229,39 +229,25 @@ fn check_sealed_files(path: &Path, seal: &Seal) -> Result<(), String> {
     Ok(())
 }
 
-/// After fjall recovered: refuses a store whose journal recovery does not match its last clean
-/// close, then marks the store open (durably, before any write).
+/// After fjall recovered: marks a cleanly closed store open (durably, before any write), so
+/// that a crash from now on is not mistaken for a clean close.
 ///
+/// The checks of a clean close happen before fjall reads anything ([`check_sealed_files`]):
 /// fjall recovers its journal up to the first damaged batch and silently drops the rest
 /// (truncating the file), and it does not checksum a batch's header, so a flipped sequence
-/// number replays an old batch over newer data. A clean close flushes every memtable into
-/// tables (which fjall checksums) before it writes [`Seal::Clean`]; reopening such a store
-/// must replay nothing from the journal, so recovered memtables must be empty.
+/// number replays an old batch over newer data; the seal's CRC of the journal catches both.
 ///
 /// After a crash ([`Seal::Open`]) there is no check: fjall's recovery decides what survives,
 /// and commits lost with a damaged journal tail (or replayed by a damaged batch header) stay
 /// undetectable here. (Comparing sequence numbers is no help: GC compactions may drop the
-/// entries that carried the highest ones.)
+/// entries that carried the highest ones, which also makes fjall replay journal batches it
+/// had already applied, so "nothing replayed" is no invariant either.)
 fn check_seal(path: &Path, seal: Option<&Seal>, db: &Database) -> Result<(), String> {
-    let recovered = db.seqno();
     match seal {
-        None => Ok(()),
-        Some(Seal::Clean(sealed, _)) => {
-            let replayed = db.write_buffer_size();
-            if replayed != 0 {
-                return Err(format!(
-                    "fjall replayed {replayed} bytes of journal batches (up to sequence number \
-                     {recovered}) over a store that was closed cleanly at {sealed} with nothing \
-                     left to replay: its journal is damaged (restore from a backup; deleting \
-                     {SEAL_FILE} skips this check)"
-                ));
-            }
-            write_seal(path, &Seal::Open(recovered))
-                .map_err(|e| format!("cannot update {SEAL_FILE}: {e}"))
-        }
-        // Not closed cleanly since it was last opened (a crash, or still open elsewhere):
-        // fjall's own recovery is all there is (see above).
-        Some(Seal::Open(_)) => Ok(()),
+        Some(Seal::Clean(..)) => write_seal(path, &Seal::Open(db.seqno()))
+            .map_err(|e| format!("cannot update {SEAL_FILE}: {e}")),
+        // Not closed cleanly since it was last opened (a crash, or a first open).
+        None | Some(Seal::Open(_)) => Ok(()),
     }
 }
 

@@ -11,7 +11,7 @@
 //!   engine reads (version lease, GC floor, sequence leases) are 8-byte numbers, the GC floor
 //!   is not above the version lease, sequence names are not empty;
 //! - **the backend's own check** where it has one (redb: `check_integrity`, which also repairs
-//!   what it can — a repaired store still counts as a problem).
+//!   what it can — a repaired store still counts as a problem), after the scan.
 //!
 //! It runs online: it holds a read transaction for its whole run, so garbage collection keeps
 //! every version that snapshot can see, and it reports the live keys as of that snapshot.
@@ -131,23 +131,6 @@ impl Engine {
             snapshot_version: snapshot.version(),
             ..VerifyReport::default()
         };
-        match backend.check_integrity().await {
-            Ok(check) => report.backend_check = check,
-            Err(e @ BackendError::Closed { .. }) => return Err(e.into()),
-            Err(e) => {
-                report.backend_check = Some(false);
-                report.problem(
-                    max_problems,
-                    Problem {
-                        collection: String::new(),
-                        key: String::new(),
-                        key_is_stored: true,
-                        version: None,
-                        what: format!("the backend's integrity check failed: {e}"),
-                    },
-                );
-            }
-        }
         let mut names: Vec<CollectionName> = backend.list_collections().await?;
         names.sort();
         let mut meta = None;
@@ -178,6 +161,25 @@ impl Engine {
                     what: "the metadata collection is missing".to_owned(),
                 },
             ),
+        }
+        // The backend's own check last, so the located problems of the scan come first (and
+        // redb's check, which may repair, runs after the scan saw the data as it was).
+        match backend.check_integrity().await {
+            Ok(check) => report.backend_check = check,
+            Err(e @ BackendError::Closed { .. }) => return Err(e.into()),
+            Err(e) => {
+                report.backend_check = Some(false);
+                report.problem(
+                    max_problems,
+                    Problem {
+                        collection: String::new(),
+                        key: String::new(),
+                        key_is_stored: true,
+                        version: None,
+                        what: format!("the backend's integrity check failed: {e}"),
+                    },
+                );
+            }
         }
         drop(snapshot);
         Ok(report)
