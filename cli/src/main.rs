@@ -43,7 +43,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_logging();
+    // The simulator's nodes log every injected fault as a warning: keep them quiet (and off
+    // the hot path); its own report is on stdout.
+    #[cfg(feature = "sim")]
+    let simulating = matches!(cli.command, args::Command::Sim(_));
+    #[cfg(not(feature = "sim"))]
+    let simulating = false;
+    if !simulating {
+        init_logging();
+    }
     commands::install_process_metrics();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +79,11 @@ fn init_logging() {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    // The simulator prints from its own thread: dispatch it before stdout is locked below.
+    #[cfg(feature = "sim")]
+    if let args::Command::Sim(a) = &cli.command {
+        return sim::run(a);
+    }
     let format = ByteFormat::from_hex_flag(cli.global.hex);
     let mut printer = Printer::new(
         std::io::BufWriter::new(std::io::stdout().lock()),
@@ -82,8 +95,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         args::Command::Serve(serve) => return cluster::serve(serve).await,
         args::Command::Cluster(command) => return cluster::run(command, cli.global.json).await,
         args::Command::Migrate(m) => return migrate::run(m, cli.global.json).await,
-        #[cfg(feature = "sim")]
-        args::Command::Sim(a) => return sim::run(a),
         _ => {}
     }
     let loaded = ConfigLoader::from_process_env()

@@ -230,8 +230,8 @@ fn run_command(command: SimCommand) -> Result<(), CliError> {
             print_trace,
             common,
         } => {
-            let keep = twice || trace.is_some() || print_trace;
-            let options = common.options(keep);
+            // Keep the trace lines: a failure writes them to the file its reproduce command names.
+            let options = common.options(true);
             println!("{}", zcore_sim::harness::SimConfig::from_seed(seed));
             let (report, divergence) = if twice {
                 let replay = run_twice(seed, &options);
@@ -262,7 +262,7 @@ fn run_command(command: SimCommand) -> Result<(), CliError> {
             if report.passed() && divergence.is_none() {
                 return Ok(());
             }
-            if trace.is_none() && keep {
+            if trace.is_none() {
                 write_file(&trace_file, &report.trace.to_text())?;
             }
             Err(CliError::runtime(format!(
