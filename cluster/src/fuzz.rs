@@ -129,6 +129,25 @@ pub fn fuzz_frame(data: &[u8]) {
     fuzz_rpc(data);
 }
 
+/// `data` as the payload of every frame kind, under a correct header and CRC, so the postcard
+/// decoders of every record and message run on it instead of stopping at the checksum.
+pub fn fuzz_payload(data: &[u8]) {
+    let Ok(len) = u32::try_from(data.len()) else {
+        return;
+    };
+    for kind in KINDS {
+        let mut framed = Vec::with_capacity(frame::HEADER_LEN + data.len());
+        framed.extend_from_slice(&frame::MAGIC);
+        framed.push(frame::FORMAT_VERSION);
+        framed.push(kind as u8);
+        framed.extend_from_slice(&len.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind as u8]), data);
+        framed.extend_from_slice(&crc.to_le_bytes());
+        framed.extend_from_slice(data);
+        fuzz_frame(&framed);
+    }
+}
+
 /// The node configuration file (`zstore serve --config`): TOML, then validation.
 pub fn fuzz_node_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -222,9 +222,7 @@ fn framed(kind: Kind, payload: &[u8]) -> Vec<u8> {
 
 /// The fuzzed bytes as the payload of every kind, correctly framed.
 fn payload_target(data: &[u8]) {
-    for kind in fuzz::KINDS {
-        fuzz::fuzz_frame(&framed(kind, data));
-    }
+    fuzz::fuzz_payload(data);
 }
 
 fn mutations() -> impl Strategy<Value = (usize, Vec<(u8, u32, u32)>)> {
