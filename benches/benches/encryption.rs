@@ -9,6 +9,9 @@
 //! | `encwrite_<b>` | one-key buffered write transaction | same, the value sealed |
 //! | `encbatch_<b>` | one 1,000-put buffered transaction | same, 1,000 values sealed |
 //!
+//! and, without a backend, the codec per value (`encvalue`: `plain_encode` / `seal` /
+//! `plain_decode` / `open` of one 100-byte value under the `mvcc` bench's versioned key).
+//!
 //! Backends: `fjall` (the production default) and `memory` (no I/O, so the crypto share is
 //! the largest it can be). The cost is `encrypted / plain` of the median times:
 //! `cargo bench -p zcore-benches --bench encryption`, then read
@@ -198,6 +201,63 @@ fn bench_backend(c: &mut Criterion, cfg: &BenchConfig, rt: &Runtime, backend: &'
     }
 }
 
+/// The codec alone, per value: what the engine pays on top of the backend for one version.
+fn bench_value_codec(c: &mut Criterion) {
+    use zcore_engine::mvcc::keys::EncodedKey;
+    use zcore_engine::mvcc::value;
+    let ring = Keyring::single(EncryptionKey::from_bytes([0x42; 32]));
+    let vk = EncodedKey::encode(&data::key(42)).at(1_000_000);
+    let vk = vk.as_bytes().to_vec();
+    let payload = data::value(42);
+    let plain = value::encode("bench", &vk, Some(&payload));
+    let sealed = value::seal(&ring, "bench", &vk, Some(&payload)).expect("seal");
+    let mut g = c.benchmark_group("encvalue");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("plain_encode", |b| {
+        b.iter(|| {
+            value::encode(
+                black_box("bench"),
+                black_box(&vk),
+                Some(black_box(&payload)),
+            )
+        });
+    });
+    g.bench_function("seal", |b| {
+        b.iter(|| {
+            value::seal(
+                black_box(&ring),
+                black_box("bench"),
+                black_box(&vk),
+                Some(black_box(&payload)),
+            )
+            .expect("seal")
+        });
+    });
+    g.bench_function("plain_decode", |b| {
+        b.iter(|| {
+            value::decode_owned(
+                black_box("bench"),
+                black_box(&vk),
+                black_box(&plain).clone(),
+            )
+            .expect("decode")
+        });
+    });
+    g.bench_function("open", |b| {
+        b.iter(|| {
+            value::open_owned(
+                black_box(&ring),
+                false,
+                black_box("bench"),
+                black_box(&vk),
+                black_box(&sealed).clone(),
+            )
+            .expect("open")
+        });
+    });
+    g.finish();
+}
+
 fn main() {
     let cfg = BenchConfig::from_env();
     let mut c = Criterion::default()
@@ -214,6 +274,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    bench_value_codec(&mut c);
     for backend in ["fjall", "memory"] {
         if cfg.runs(backend) {
             bench_backend(&mut c, &cfg, &rt, backend);

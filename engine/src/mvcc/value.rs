@@ -107,11 +107,41 @@ pub enum ValueDecodeError {
     PlaintextInEncryptedStore,
 }
 
-fn checksum(collection: &str, versioned_key: &[u8], header: u8, payload: &[u8]) -> u32 {
-    let mut crc = crc32c::crc32c(collection.as_bytes());
-    crc = crc32c::crc32c_append(crc, &[0]);
-    crc = crc32c::crc32c_append(crc, versioned_key);
-    crc = crc32c::crc32c_append(crc, &[header]);
+/// Bytes of the stack buffer that gathers `collection ‖ 0x00 ‖ versioned key ‖ header`.
+const GATHER: usize = 128;
+
+/// An 8-byte aligned scratch buffer: `crc32c` then runs its 8-bytes-at-a-time loop from the
+/// first byte instead of starting with single-byte steps.
+#[repr(align(8))]
+struct Gather([u8; GATHER]);
+
+/// The CRC32C of `collection ‖ 0x00 ‖ versioned_key ‖ header ‖ payload` (the value
+/// checksum of both formats).
+///
+/// The short fields are gathered into one aligned stack buffer so the CRC is two `crc32c`
+/// calls (the gathered prefix, then the payload) instead of five: each call pays its own
+/// feature check and unaligned single-byte head and tail steps, which for a 5-byte collection
+/// name, a 1-byte separator and a 1-byte header cost more than the bytes themselves. The
+/// result is the same CRC of the same byte sequence (a long collection name or key takes
+/// the field-by-field path, with the same result).
+#[must_use]
+pub fn checksum(collection: &str, versioned_key: &[u8], header: u8, payload: &[u8]) -> u32 {
+    let name = collection.as_bytes();
+    let gathered = name.len() + 1 + versioned_key.len() + 1;
+    let crc = if gathered <= GATHER {
+        let mut buf = Gather([0; GATHER]);
+        buf.0[..name.len()].copy_from_slice(name);
+        // buf.0[name.len()] is the 0x00 separator already.
+        let key_at = name.len() + 1;
+        buf.0[key_at..key_at + versioned_key.len()].copy_from_slice(versioned_key);
+        buf.0[gathered - 1] = header;
+        crc32c::crc32c(&buf.0[..gathered])
+    } else {
+        let mut crc = crc32c::crc32c(name);
+        crc = crc32c::crc32c_append(crc, &[0]);
+        crc = crc32c::crc32c_append(crc, versioned_key);
+        crc32c::crc32c_append(crc, &[header])
+    };
     crc32c::crc32c_append(crc, payload)
 }
 
@@ -408,6 +438,50 @@ mod tests {
         let tomb = encode("users", b"key", None);
         assert_eq!(tomb.len(), VALUE_OVERHEAD);
         assert_eq!(decode("users", b"key", &tomb), Ok(Stored::Tombstone));
+    }
+
+    /// The checksum as the format defines it, one field at a time.
+    fn reference_checksum(collection: &str, vk: &[u8], header: u8, payload: &[u8]) -> u32 {
+        let mut crc = crc32c::crc32c(collection.as_bytes());
+        crc = crc32c::crc32c_append(crc, &[0]);
+        crc = crc32c::crc32c_append(crc, vk);
+        crc = crc32c::crc32c_append(crc, &[header]);
+        crc32c::crc32c_append(crc, payload)
+    }
+
+    #[test]
+    fn gathered_checksum_equals_the_field_by_field_definition() {
+        // Both sides of the stack-buffer limit, empty fields, every alignment of the payload.
+        let bytes: Vec<u8> = (0..400u32).map(|i| (i * 37 + 11) as u8).collect();
+        let names = [
+            "",
+            "c",
+            "bench",
+            &"n".repeat(60),
+            &"m".repeat(126),
+            &"l".repeat(200),
+        ];
+        for name in names {
+            for vk_len in [0, 1, 7, 8, 25, 64, 65, 66, 126, 127, 128, 300] {
+                for (header, payload_len) in [(0x10, 0), (0x11, 0), (0x20, 1), (0x10, 100)] {
+                    for at in [0, 1, 5] {
+                        let vk = &bytes[..vk_len];
+                        let payload = &bytes[at..at + payload_len];
+                        assert_eq!(
+                            checksum(name, vk, header, payload),
+                            reference_checksum(name, vk, header, payload),
+                            "name {} vk {vk_len} header {header:#x} payload {payload_len}@{at}",
+                            name.len()
+                        );
+                    }
+                }
+            }
+        }
+        // Golden: CRC32C of "users" 00 "k" 00 01 ff..fe 10 "v", computed independently (bitwise
+        // CRC32C in Python); a change here is a format change.
+        let vk = b"k\x00\x01\xff\xff\xff\xff\xff\xff\xff\xfe";
+        let golden = encode("users", vk, Some(b"v"));
+        assert_eq!(golden[1..5], 0x4b18_e4e1_u32.to_le_bytes());
     }
 
     #[test]
