@@ -17,6 +17,7 @@ pub mod fuzz;
 mod group_sync;
 pub mod memory;
 pub mod redb;
+mod staging;
 
 pub use config::{
     BackendConfig, BackendName, ConfigError, ConfigFile, ConfigLoader, ConfigOverrides,

@@ -303,22 +303,12 @@ fn closed() -> BackendError {
     BackendError::Closed { backend: KIND }
 }
 
-/// Where a new database is built before it is renamed into place.
-fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".zcore-creating");
-    path.with_file_name(name)
-}
-
 /// Creates an empty database next to `path` and renames it into place. fjall 3.1.13 killed in
 /// the middle of creating a database leaves a directory that every later open refuses
 /// (journal present, version marker missing); building it under another name means a crash
 /// leaves only a staging directory, which the next attempt removes.
 fn create_fresh(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let staging = staging_path(path);
+    let staging = crate::staging::staging_path(path);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }

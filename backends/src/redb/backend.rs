@@ -175,23 +175,13 @@ fn apply_ops(txn: &WriteTransaction, batch: WriteBatch) -> Result<(), BackendErr
     Ok(())
 }
 
-/// Where a new database file is built before it is renamed into place.
-fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".zcore-creating");
-    path.with_file_name(name)
-}
-
 /// Creates an empty database file next to `path`, syncs it and renames it into place. redb
 /// killed while it creates a file leaves a partial header that every later open refuses ("not
 /// a redb database: magic number mismatch"); building it under another name means a kill
 /// leaves only a staging file, which the next attempt replaces. The kill test
 /// (`backends/tests/kill.rs`) starts fresh stores often enough to kill inside creation.
 fn create_fresh(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let staging = staging_path(path);
+    let staging = crate::staging::staging_path(path);
     if staging.exists() {
         std::fs::remove_file(&staging)?;
     }
