@@ -1,10 +1,9 @@
 //! Where a new store is built before it is renamed into place.
 //!
-//! Both disk engines leave a store that no later open accepts when the process is killed while
-//! they create it (fjall 3.1.13: journal present, version marker missing; redb 4.6: a partial
-//! first header). Each backend therefore builds a new store under [`staging_path`], syncs it,
-//! and renames it to its real name; a kill leaves only the staging name, which the next open
-//! removes and rebuilds.
+//! fjall 3.1.13 leaves a store that no later open accepts when the process is killed while it
+//! creates it (journal present, version marker missing). The fjall backend therefore builds a
+//! new store under [`staging_path`], syncs it, and renames it to its real name; a kill leaves
+//! only the staging name, which the next open removes and rebuilds.
 
 use std::path::{Path, PathBuf};
 

@@ -175,26 +175,6 @@ fn apply_ops(txn: &WriteTransaction, batch: WriteBatch) -> Result<(), BackendErr
     Ok(())
 }
 
-/// Creates an empty database file next to `path`, syncs it and renames it into place. redb
-/// killed while it creates a file leaves a partial header that every later open refuses ("not
-/// a redb database: magic number mismatch"); building it under another name means a kill
-/// leaves only a staging file, which the next attempt replaces. The kill test
-/// (`backends/tests/kill.rs`) starts fresh stores often enough to kill inside creation.
-fn create_fresh(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let staging = crate::staging::staging_path(path);
-    if staging.exists() {
-        std::fs::remove_file(&staging)?;
-    }
-    let db = Database::builder().create(&staging)?;
-    drop(db);
-    std::fs::File::open(&staging)?.sync_all()?;
-    std::fs::rename(&staging, path)?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    // Make the rename itself durable.
-    std::fs::File::open(parent.unwrap_or_else(|| Path::new(".")))?.sync_all()?;
-    Ok(())
-}
-
 impl RedbBackend {
     /// Opens the redb file at `path`, creating it (and its parent directories) if needed.
     ///
@@ -211,9 +191,6 @@ impl RedbBackend {
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_err(e.into()))?;
-        }
-        if !path.exists() {
-            create_fresh(&path).map_err(open_err)?;
         }
         let cache = usize::try_from(options.cache_size_bytes).unwrap_or(usize::MAX);
         // redb panics on some damaged files instead of returning an error.
