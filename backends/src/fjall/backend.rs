@@ -20,7 +20,7 @@ use crate::group_sync::{GroupSync, run_blocking};
 
 const KIND: BackendKind = BackendKind::Fjall;
 
-/// The seal file inside the database directory (see [`check_seal`]).
+/// The seal file inside the database directory (see [`mark_open`]).
 pub const SEAL_FILE: &str = "zcore.seal";
 const SEAL_MAGIC: &[u8; 4] = b"ZCSL";
 const SEAL_FORMAT: u8 = 1;
@@ -44,8 +44,8 @@ enum Seal {
     /// Closed cleanly with every memtable flushed; fjall's next sequence number then, and the
     /// files the directory held.
     Clean(u64, Vec<SealedFile>),
-    /// Opened since a clean close (recovery then reached this sequence number, for
-    /// diagnosis); a crash may have followed.
+    /// Opened since a clean close (which had reached this sequence number, for diagnosis);
+    /// a crash may have followed.
     Open(u64),
 }
 
@@ -229,8 +229,11 @@ fn check_sealed_files(path: &Path, seal: &Seal) -> Result<(), String> {
     Ok(())
 }
 
-/// After fjall recovered: marks a cleanly closed store open (durably, before any write), so
-/// that a crash from now on is not mistaken for a clean close.
+/// Before fjall touches the directory: marks a cleanly closed store open (durably), so that
+/// whatever happens from now on is not mistaken for a clean close. fjall's recovery may
+/// rewrite version files and journals; a process killed between that and a later marking
+/// would leave a seal that no longer matches the files (the migration kill test hit exactly
+/// this), so the marking comes first.
 ///
 /// The checks of a clean close happen before fjall reads anything ([`check_sealed_files`]):
 /// fjall recovers its journal up to the first damaged batch and silently drops the rest
@@ -241,13 +244,14 @@ fn check_sealed_files(path: &Path, seal: &Seal) -> Result<(), String> {
 /// and commits lost with a damaged journal tail (or replayed by a damaged batch header) stay
 /// undetectable here. (Comparing sequence numbers is no help: GC compactions may drop the
 /// entries that carried the highest ones, which also makes fjall replay journal batches it
-/// had already applied, so "nothing replayed" is no invariant either.)
-fn check_seal(path: &Path, seal: Option<&Seal>, db: &Database) -> Result<(), String> {
+/// had already applied, so "nothing replayed" is no invariant either.) Likewise, an open
+/// that fails after the files were checked (a damaged table, say) leaves the seal open.
+fn mark_open(path: &Path, seal: &Seal) -> Result<(), String> {
     match seal {
-        Some(Seal::Clean(..)) => write_seal(path, &Seal::Open(db.seqno()))
+        Seal::Clean(seqno, _) => write_seal(path, &Seal::Open(*seqno))
             .map_err(|e| format!("cannot update {SEAL_FILE}: {e}")),
         // Not closed cleanly since it was last opened (a crash, or a first open).
-        None | Some(Seal::Open(_)) => Ok(()),
+        Seal::Open(_) => Ok(()),
     }
 }
 
@@ -279,6 +283,13 @@ pub struct FjallBackend {
     compression: FjallCompression,
     /// `None` once closed.
     state: RwLock<Option<Open>>,
+    /// Held (shared) by every call that keeps a clone of the database or a keyspace beyond
+    /// the state lock (a write waiting for its group sync, `sync`, `compact`), moved into the
+    /// blocking work along with the clone so a cancelled caller cannot drop it early; `close`
+    /// takes it exclusively, so the seal is written only once fjall has really shut down — a clone
+    /// alive past `close` would keep fjall's workers running and change files after the seal
+    /// listed them.
+    in_flight: Arc<tokio::sync::RwLock<()>>,
     group: GroupSync,
     gc: GcSlot,
 }
@@ -366,6 +377,7 @@ impl FjallBackend {
         let seal = read_seal(&path).map_err(|m| open_err(m.into()))?;
         if let Some(seal) = &seal {
             check_sealed_files(&path, seal).map_err(|m| open_err(m.into()))?;
+            mark_open(&path, seal).map_err(|m| open_err(m.into()))?;
         }
         // fjall can panic on damaged files instead of returning an error.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -380,7 +392,6 @@ impl FjallBackend {
                     .map_err(|e| open_err(e.into()))?;
                 keyspaces.insert(collection, keyspace);
             }
-            check_seal(&path, seal.as_ref(), &db).map_err(|m| open_err(m.into()))?;
             Ok::<_, BackendError>((db, keyspaces))
         }));
         let (db, keyspaces) = match opened {
@@ -395,6 +406,7 @@ impl FjallBackend {
             path,
             compression: options.compression,
             state: RwLock::new(Some(Open { db, keyspaces })),
+            in_flight: Arc::new(tokio::sync::RwLock::new(())),
             group: GroupSync::default(),
             gc,
         })
@@ -653,10 +665,12 @@ impl StorageBackend for FjallBackend {
         if batch.is_empty() {
             return Ok(());
         }
+        let in_flight = Arc::clone(&self.in_flight).read_owned().await;
         let (db, ticket) = catch_engine_panic(KIND, "write batch", None, || self.apply(batch))?;
         if durability == Durability::Synced {
             self.group
                 .sync_through(KIND, ticket, move || {
+                    let _in_flight = in_flight;
                     catch_engine_panic(KIND, "sync", None, || {
                         db.persist(PersistMode::SyncAll)
                             .map_err(|e| engine_err("sync", None, e))
@@ -667,11 +681,13 @@ impl StorageBackend for FjallBackend {
         Ok(())
     }
     async fn sync(&self) -> Result<(), BackendError> {
+        let in_flight = Arc::clone(&self.in_flight).read_owned().await;
         let db = self.db()?;
         let ticket = self.group.last_written();
         // Ticket 0 (nothing written through us) still syncs once: the caller asked for it.
         self.group
             .sync_through(KIND, ticket.max(1), move || {
+                let _in_flight = in_flight;
                 catch_engine_panic(KIND, "sync", None, || {
                     db.persist(PersistMode::SyncAll)
                         .map_err(|e| engine_err("sync", None, e))
@@ -719,6 +735,7 @@ impl StorageBackend for FjallBackend {
     }
 
     async fn compact(&self) -> Result<bool, BackendError> {
+        let in_flight = Arc::clone(&self.in_flight).read_owned().await;
         let keyspaces: Vec<(CollectionName, Keyspace)> = {
             let guard = self.read()?;
             let open = guard.as_ref().ok_or_else(closed)?;
@@ -728,6 +745,7 @@ impl StorageBackend for FjallBackend {
                 .collect()
         };
         run_blocking(KIND, move || {
+            let _in_flight = in_flight;
             catch_engine_panic(KIND, "compact", None, || {
                 for (name, keyspace) in &keyspaces {
                     // Flush the memtable first so the compaction sees every version.
@@ -793,8 +811,9 @@ impl StorageBackend for FjallBackend {
     }
 
     async fn close(&self) -> Result<(), BackendError> {
-        // No group sync may be in flight while the database goes away.
-        let _leader = self.group.leader_lock().await;
+        // Every call still holding a clone of the database finishes first (see `in_flight`);
+        // calls arriving later find the store closed.
+        let _drained = self.in_flight.write().await;
         let open = self.write_lock().take().ok_or_else(closed)?;
         let path = self.path.clone();
         // Persisting and dropping (which joins fjall's worker threads and releases the
