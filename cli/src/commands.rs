@@ -560,7 +560,15 @@ pub fn install_process_metrics() {
 }
 
 /// Backend details that are counters of this process (since the store was opened).
-const PROCESS_DETAILS: [&str; 2] = ["sync_requests", "engine_syncs"];
+const PROCESS_DETAILS: [&str; 7] = [
+    "sync_requests",
+    "engine_syncs",
+    "block_cache_hits",
+    "block_cache_misses",
+    "cache_read_hits",
+    "cache_read_misses",
+    "cache_evictions",
+];
 
 async fn stats<W: Write>(engine: &Engine, printer: &mut Printer<W>) -> Result<(), CliError> {
     let stats = engine.stats().await?;

@@ -225,6 +225,69 @@ fn stats_separates_store_figures_from_this_process_metrics() {
     assert!(report["process_metrics"].is_array(), "{report}");
 }
 
+/// Both disk backends report their cache: hits and misses as store details (this process's
+/// reads since open) and as the labelled cache metrics.
+#[test]
+fn stats_report_backend_cache_hits_and_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (backend, path, hits, misses) in [
+        ("redb", "s.redb", "cache_read_hits", "cache_read_misses"),
+        ("fjall", "s.fjall", "block_cache_hits", "block_cache_misses"),
+    ] {
+        let store = ["--backend", backend, "--path", path];
+        for i in 0..50 {
+            let mut args = store.to_vec();
+            let key = format!("k{i}");
+            args.extend(["put", "c", &key, "v"]);
+            ok(zstore(d, &args, None));
+        }
+        let mut args = store.to_vec();
+        args.extend(["--json", "stats"]);
+        let out = ok(zstore(d, &args, None));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let detail = |name: &str| {
+            report["details"]
+                .as_array()
+                .and_then(|details| {
+                    details
+                        .iter()
+                        .find(|pair| pair[0] == name)
+                        .and_then(|pair| pair[1].as_u64())
+                })
+                .unwrap_or_else(|| panic!("{backend}: no detail {name}: {report}"))
+        };
+        // Opening the store and reading its metadata already went through the cache.
+        assert!(
+            detail(hits) + detail(misses) > 0,
+            "{backend}: no cache activity: {report}"
+        );
+        let metric = |name: &str| {
+            report["process_metrics"]
+                .as_array()
+                .and_then(|samples| {
+                    samples.iter().find(|s| {
+                        s["name"] == name
+                            && s["labels"][0][0] == "backend"
+                            && s["labels"][0][1] == backend
+                    })
+                })
+                .and_then(|s| s["value"].as_u64())
+                .unwrap_or_else(|| panic!("{backend}: no metric {name}: {report}"))
+        };
+        let (metric_hits, metric_misses) = (
+            metric(zcore_engine::metrics::CACHE_HITS),
+            metric(zcore_engine::metrics::CACHE_MISSES),
+        );
+        // The metric was published from the same counters when the stats were read.
+        assert_eq!(
+            (metric_hits, metric_misses),
+            (detail(hits), detail(misses)),
+            "{backend}: {report}"
+        );
+    }
+}
+
 /// An encrypted store dumps with its key (the dump itself is plaintext) and loads into a plain
 /// store; without the key the dump is refused.
 #[test]

@@ -25,15 +25,21 @@
 //! | `zcore_backend_fsync_seconds` | histogram | seconds | — | latency of one engine sync |
 //! | `zcore_backend_group_commit_batch_size` | histogram | count | — | writes made durable by one engine sync |
 //!
-//! Cache hits: neither backend reports them in the configuration we build (redb counts cache
-//! hits only with its `cache_metrics` feature, which costs an atomic per page access; fjall 3.1
-//! exposes cache size and capacity, not hits), so there is no cache-hit metric; the cache
-//! figures the backends do report are in [`crate::BackendStats::details`].
+//! | `zcore_backend_cache_hits_total` | counter | count | `backend` | reads the backend's cache served: fjall block-cache hits (data, index and filter blocks), redb page-cache read hits; taken from the engine's own counters whenever `StorageBackend::stats` runs |
+//! | `zcore_backend_cache_misses_total` | counter | count | `backend` | reads that went to disk: fjall blocks loaded by I/O, redb page-cache read misses |
+//!
+//! The cache figures are cumulative since the store was opened and are published (as absolute
+//! values) when [`crate::StorageBackend::stats`] runs, not on every read, so the read path pays
+//! only the engines' own counters (fjall's `metrics` feature, redb's `cache_metrics`). With
+//! several stores of one backend kind in one process the last store whose stats were read
+//! wins; per-store figures are in [`crate::BackendStats::details`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::BackendKind;
 
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
@@ -65,8 +71,14 @@ pub const FSYNCS: &str = "zcore_backend_fsyncs_total";
 pub const FSYNC_SECONDS: &str = "zcore_backend_fsync_seconds";
 /// Writes made durable by one engine sync (histogram).
 pub const GROUP_COMMIT_BATCH: &str = "zcore_backend_group_commit_batch_size";
+/// Reads the backend's cache served; label [`BACKEND_LABEL`].
+pub const CACHE_HITS: &str = "zcore_backend_cache_hits_total";
+/// Reads that missed the backend's cache; label [`BACKEND_LABEL`].
+pub const CACHE_MISSES: &str = "zcore_backend_cache_misses_total";
 /// The label of [`CONFLICTS`].
 pub const COLLECTION_LABEL: &str = "collection";
+/// The label of [`CACHE_HITS`] and [`CACHE_MISSES`]: `fjall` or `redb`.
+pub const BACKEND_LABEL: &str = "backend";
 
 /// Every metric: (name, kind, unit, description). The table in the module docs, as data.
 pub const ALL: &[(&str, Kind, Unit, &str)] = &[
@@ -148,6 +160,18 @@ pub const ALL: &[(&str, Kind, Unit, &str)] = &[
         Unit::Count,
         "writes made durable by one engine sync",
     ),
+    (
+        CACHE_HITS,
+        Kind::Counter,
+        Unit::Count,
+        "reads served by the backend's cache (fjall blocks, redb pages), since the store was opened",
+    ),
+    (
+        CACHE_MISSES,
+        Kind::Counter,
+        Unit::Count,
+        "reads that missed the backend's cache, since the store was opened",
+    ),
 ];
 
 /// What kind of metric a name is.
@@ -216,6 +240,13 @@ pub fn fsync(elapsed: Duration, writes: u64) {
     metrics::counter!(FSYNCS).increment(1);
     metrics::histogram!(FSYNC_SECONDS).record(elapsed.as_secs_f64());
     metrics::histogram!(GROUP_COMMIT_BATCH).record(writes as f64);
+}
+
+/// The backend's cumulative cache hits and misses since its store was opened (published when
+/// its stats are read).
+pub fn backend_cache(backend: BackendKind, hits: u64, misses: u64) {
+    metrics::counter!(CACHE_HITS, BACKEND_LABEL => backend.name()).absolute(hits);
+    metrics::counter!(CACHE_MISSES, BACKEND_LABEL => backend.name()).absolute(misses);
 }
 
 /// The value of one metric in a [`Snapshot`].

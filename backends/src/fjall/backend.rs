@@ -725,6 +725,18 @@ impl StorageBackend for FjallBackend {
             ),
             ("write_buffer_bytes".to_owned(), open.db.write_buffer_size()),
         ];
+        // Block loads served by the block cache vs read from disk, over every keyspace
+        // (fjall's `metrics` feature; counted since open).
+        let (hits, misses) = open.keyspaces.values().fold((0u64, 0u64), |(h, m), k| {
+            let metrics = k.metrics();
+            (
+                h + metrics.block_load_cached_count() as u64,
+                m + metrics.block_load_io_count() as u64,
+            )
+        });
+        zcore_engine::metrics::backend_cache(KIND, hits, misses);
+        details.push(("block_cache_hits".to_owned(), hits));
+        details.push(("block_cache_misses".to_owned(), misses));
         details.extend(self.group.counters());
         Ok(BackendStats {
             backend: KIND,

@@ -533,7 +533,13 @@ impl StorageBackend for RedbBackend {
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(KIND, "measure file size", None, e))?;
         let cache = open.db.cache_stats();
-        let mut details = vec![("cache_used_bytes".to_owned(), cache.used_bytes() as u64)];
+        zcore_engine::metrics::backend_cache(KIND, cache.read_hits(), cache.read_misses());
+        let mut details = vec![
+            ("cache_used_bytes".to_owned(), cache.used_bytes() as u64),
+            ("cache_read_hits".to_owned(), cache.read_hits()),
+            ("cache_read_misses".to_owned(), cache.read_misses()),
+            ("cache_evictions".to_owned(), cache.evictions()),
+        ];
         details.extend(self.group.counters());
         Ok(BackendStats {
             backend: KIND,
