@@ -36,7 +36,10 @@ pub use log_store::LogStore;
 pub use node::{
     ClusterError, ClusterNode, ClusterReadTransaction, ClusterWriteTransaction, ReadConsistency,
 };
+pub use snapshot::{MemorySnapshots, SnapshotStorage};
 pub use state_machine::{SessionLimits, SnapshotBuilder, StateMachineStore};
 pub use status::ClusterStatus;
 pub use transport::{TcpTransport, Timeouts, Transport};
-pub use types::{Command, NodeId, Outcome, Raft, Request, RequestId, Response, TypeConfig};
+pub use types::{
+    Command, NodeId, Outcome, Raft, Request, RequestId, Response, SnapshotData, TypeConfig,
+};

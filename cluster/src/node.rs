@@ -38,6 +38,7 @@ use crate::network::NetworkFactory;
 use crate::rpc::{self, CallError, ClientReply, ClientRequest, WireError};
 use crate::runtime::RaftRng;
 use crate::server;
+use crate::snapshot::SnapshotStorage;
 use crate::state_machine::{SESSION_EXPIRY_ENTRIES, StateMachineStore};
 use crate::status::ClusterStatus;
 use crate::transport::{Timeouts, Transport};
@@ -778,11 +779,29 @@ impl ClusterNode {
         transport: Arc<dyn Transport>,
         engine_options: EngineOptions,
     ) -> Result<Self, ClusterError> {
+        let snapshots = SnapshotStorage::Files(config.snapshot_dir());
+        Self::start_with_snapshots(config, backend, transport, engine_options, snapshots).await
+    }
+
+    /// As [`start_on_with`](Self::start_on_with), keeping snapshots in `snapshots` instead of
+    /// the configuration's snapshot directory (the simulator keeps them in memory:
+    /// [`SnapshotStorage::Memory`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with_snapshots(
+        config: NodeConfig,
+        backend: Arc<dyn StorageBackend>,
+        transport: Arc<dyn Transport>,
+        engine_options: EngineOptions,
+        snapshots: SnapshotStorage,
+    ) -> Result<Self, ClusterError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
         let timeouts = config.timeouts.timeouts();
         let log = LogStore::open(Arc::clone(&backend)).await?;
-        let sm = StateMachineStore::open(backend, config.snapshot_dir(), engine_options).await?;
+        let sm = StateMachineStore::open(backend, snapshots, engine_options).await?;
         let listener = transport
             .bind(&config.listen)
             .await

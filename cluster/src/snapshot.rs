@@ -5,14 +5,23 @@
 //! them — plus the client sessions and the applied membership. Files are written under a
 //! temporary name, fsynced, renamed and the directory fsynced, so a file with the final name
 //! is always complete.
+//!
+//! Where they live is a [`SnapshotStorage`]: a directory (production) or, for the
+//! deterministic simulator, [`MemorySnapshots`] (tokio's file API runs on the blocking thread
+//! pool against the real disk, which a turmoil simulation cannot control). The format is the
+//! same either way.
 
+use std::collections::BTreeMap;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::error::StoreError;
 use crate::frame::{self, Kind};
 use crate::records::{SnapshotMetaRecord, SnapshotPart};
+use crate::types::SnapshotData;
 
 /// Data bytes per [`SnapshotPart::Entries`] part.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
@@ -32,27 +41,193 @@ pub(crate) fn file_name(snapshot_id: &str) -> String {
     format!("snapshot-{safe}.snap")
 }
 
+/// Where a node keeps its snapshots.
+#[derive(Clone, Debug)]
+pub enum SnapshotStorage {
+    /// Files in this directory (production): bounded memory, fsynced and renamed into place.
+    Files(PathBuf),
+    /// In memory, for the deterministic simulator. The handle plays the snapshot directory:
+    /// pass the same handle to every incarnation of a node and a finished snapshot survives
+    /// restarts and power loss as a synced file would (snapshot bytes see no disk faults).
+    Memory(MemorySnapshots),
+}
+
+impl From<PathBuf> for SnapshotStorage {
+    fn from(dir: PathBuf) -> Self {
+        Self::Files(dir)
+    }
+}
+
+impl From<&Path> for SnapshotStorage {
+    fn from(dir: &Path) -> Self {
+        Self::Files(dir.to_path_buf())
+    }
+}
+
+impl From<MemorySnapshots> for SnapshotStorage {
+    fn from(memory: MemorySnapshots) -> Self {
+        Self::Memory(memory)
+    }
+}
+
+/// An in-memory snapshot directory shared by the clones of one handle, with counters of the
+/// snapshots built and installed through it.
+#[derive(Clone, Debug, Default)]
+pub struct MemorySnapshots {
+    inner: Arc<Mutex<MemoryDir>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryDir {
+    files: BTreeMap<String, Arc<Vec<u8>>>,
+    built: u64,
+    installed: u64,
+}
+
+impl MemorySnapshots {
+    /// An empty directory.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn dir(&self) -> MutexGuard<'_, MemoryDir> {
+        // A panic while holding the lock leaves the map consistent (single inserts/removes).
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Snapshots built (finished) through this handle.
+    #[must_use]
+    pub fn built(&self) -> u64 {
+        self.dir().built
+    }
+
+    /// Snapshots received from a leader and installed through this handle.
+    #[must_use]
+    pub fn installed(&self) -> u64 {
+        self.dir().installed
+    }
+
+    /// Snapshots currently stored.
+    #[must_use]
+    pub fn stored(&self) -> usize {
+        self.dir().files.len()
+    }
+}
+
+impl SnapshotStorage {
+    /// The path of snapshot `snapshot_id` (for error messages; `memory:` paths for memory).
+    pub(crate) fn path(&self, snapshot_id: &str) -> PathBuf {
+        match self {
+            Self::Files(dir) => dir.join(file_name(snapshot_id)),
+            Self::Memory(_) => PathBuf::from(format!("memory:{}", file_name(snapshot_id))),
+        }
+    }
+
+    /// Opens snapshot `snapshot_id` for reading from its start.
+    pub(crate) async fn open(&self, snapshot_id: &str) -> Result<SnapshotData, StoreError> {
+        let path = self.path(snapshot_id);
+        match self {
+            Self::Files(_) => tokio::fs::File::open(&path)
+                .await
+                .map(SnapshotData::File)
+                .map_err(|e| StoreError::snapshot_io(&path, e)),
+            Self::Memory(m) => match m.dir().files.get(&file_name(snapshot_id)) {
+                Some(bytes) => Ok(SnapshotData::Memory(Cursor::new(bytes.as_ref().clone()))),
+                None => Err(StoreError::snapshot_io(
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such snapshot"),
+                )),
+            },
+        }
+    }
+
+    /// Removes snapshot `snapshot_id` (best effort: a failure is logged).
+    pub(crate) async fn remove(&self, snapshot_id: &str) {
+        match self {
+            Self::Files(_) => {
+                let path = self.path(snapshot_id);
+                if let Err(e) = tokio::fs::remove_file(&path).await
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove an old snapshot");
+                }
+            }
+            Self::Memory(m) => {
+                m.dir().files.remove(&file_name(snapshot_id));
+            }
+        }
+    }
+
+    /// An empty, readable and writable buffer to receive a snapshot from a leader: an
+    /// unlinked file for [`Files`](Self::Files), memory otherwise.
+    pub(crate) async fn incoming(&self, seq: u64) -> Result<SnapshotData, StoreError> {
+        match self {
+            Self::Files(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| StoreError::snapshot_io(dir, e))?;
+                let path = dir.join(format!("incoming-{seq}.tmp"));
+                let file = tokio::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .await
+                    .map_err(|e| StoreError::snapshot_io(&path, e))?;
+                // The open handle keeps the data; the name is not needed.
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok(SnapshotData::File(file))
+            }
+            Self::Memory(_) => Ok(SnapshotData::Memory(Cursor::new(Vec::new()))),
+        }
+    }
+
+    /// Counts an installed snapshot (memory storage only).
+    pub(crate) fn count_installed(&self) {
+        if let Self::Memory(m) = self {
+            m.dir().installed += 1;
+        }
+    }
+}
+
 /// Writes a snapshot file part by part.
 pub(crate) struct SnapshotWriter {
+    storage: SnapshotStorage,
+    snapshot_id: String,
     tmp: PathBuf,
     path: PathBuf,
-    out: BufWriter<tokio::fs::File>,
+    out: BufWriter<SnapshotData>,
 }
 
 impl SnapshotWriter {
-    pub(crate) async fn create(dir: &Path, snapshot_id: &str) -> Result<Self, StoreError> {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| StoreError::snapshot_io(dir, e))?;
-        let path = dir.join(file_name(snapshot_id));
+    pub(crate) async fn create(
+        storage: &SnapshotStorage,
+        snapshot_id: &str,
+    ) -> Result<Self, StoreError> {
+        let path = storage.path(snapshot_id);
         let tmp = path.with_extension("snap.tmp");
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| StoreError::snapshot_io(&tmp, e))?;
+        let data = match storage {
+            SnapshotStorage::Files(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| StoreError::snapshot_io(dir, e))?;
+                let file = tokio::fs::File::create(&tmp)
+                    .await
+                    .map_err(|e| StoreError::snapshot_io(&tmp, e))?;
+                SnapshotData::File(file)
+            }
+            SnapshotStorage::Memory(_) => SnapshotData::Memory(Cursor::new(Vec::new())),
+        };
         Ok(Self {
+            storage: storage.clone(),
+            snapshot_id: snapshot_id.to_owned(),
             tmp,
             path,
-            out: BufWriter::new(file),
+            out: BufWriter::new(data),
         })
     }
 
@@ -65,17 +240,30 @@ impl SnapshotWriter {
             })
     }
 
-    /// Flushes, fsyncs, renames into place and fsyncs the directory; returns the final path.
-    pub(crate) async fn finish(mut self) -> Result<PathBuf, StoreError> {
+    /// Flushes, fsyncs, renames into place and fsyncs the directory (for memory storage: puts
+    /// the finished bytes under the final name).
+    pub(crate) async fn finish(mut self) -> Result<(), StoreError> {
         let io = |e| StoreError::snapshot_io(&self.tmp, e);
         self.out.flush().await.map_err(io)?;
-        self.out.get_mut().sync_all().await.map_err(io)?;
-        drop(self.out);
-        tokio::fs::rename(&self.tmp, &self.path)
-            .await
-            .map_err(|e| StoreError::snapshot_io(&self.path, e))?;
-        sync_dir(&self.path).await;
-        Ok(self.path)
+        match self.out.into_inner() {
+            SnapshotData::File(file) => {
+                file.sync_all().await.map_err(io)?;
+                drop(file);
+                tokio::fs::rename(&self.tmp, &self.path)
+                    .await
+                    .map_err(|e| StoreError::snapshot_io(&self.path, e))?;
+                sync_dir(&self.path).await;
+            }
+            SnapshotData::Memory(cursor) => {
+                if let SnapshotStorage::Memory(m) = &self.storage {
+                    let mut dir = m.dir();
+                    dir.files
+                        .insert(file_name(&self.snapshot_id), Arc::new(cursor.into_inner()));
+                    dir.built += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -91,17 +279,18 @@ pub(crate) async fn sync_dir(path: &Path) {
 /// Reads a snapshot file part by part.
 pub(crate) struct SnapshotReader {
     path: PathBuf,
-    input: BufReader<tokio::fs::File>,
+    input: BufReader<SnapshotData>,
 }
 
 impl SnapshotReader {
-    pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| StoreError::snapshot_io(path, e))?;
+    pub(crate) async fn open(
+        storage: &SnapshotStorage,
+        snapshot_id: &str,
+    ) -> Result<Self, StoreError> {
+        let data = storage.open(snapshot_id).await?;
         Ok(Self {
-            path: path.to_path_buf(),
-            input: BufReader::new(file),
+            path: storage.path(snapshot_id),
+            input: BufReader::new(data),
         })
     }
 
@@ -129,8 +318,11 @@ impl SnapshotReader {
 
 /// Reads a whole snapshot file once, checking every frame and the final count, without
 /// keeping it in memory. Returns its header.
-pub(crate) async fn verify(path: &Path) -> Result<SnapshotMetaRecord, StoreError> {
-    let mut reader = SnapshotReader::open(path).await?;
+pub(crate) async fn verify(
+    storage: &SnapshotStorage,
+    snapshot_id: &str,
+) -> Result<SnapshotMetaRecord, StoreError> {
+    let mut reader = SnapshotReader::open(storage, snapshot_id).await?;
     let meta = reader.header().await?;
     let mut entries = 0u64;
     let mut in_collection = false;
@@ -171,26 +363,37 @@ pub(crate) async fn verify(path: &Path) -> Result<SnapshotMetaRecord, StoreError
     }
 }
 
-/// Copies everything from `src` (from its start) into a new snapshot file for `snapshot_id`.
+/// Copies everything from `src` (from its start) into a new snapshot for `snapshot_id`.
 pub(crate) async fn copy_into(
-    dir: &Path,
+    storage: &SnapshotStorage,
     snapshot_id: &str,
-    src: &mut tokio::fs::File,
-) -> Result<PathBuf, StoreError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| StoreError::snapshot_io(dir, e))?;
-    let path = dir.join(file_name(snapshot_id));
+    src: &mut SnapshotData,
+) -> Result<(), StoreError> {
+    let path = storage.path(snapshot_id);
     let tmp = path.with_extension("snap.tmp");
     let io = |e| StoreError::snapshot_io(&tmp, e);
     src.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
-    let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
-    tokio::io::copy(src, &mut out).await.map_err(io)?;
-    out.sync_all().await.map_err(io)?;
-    drop(out);
-    tokio::fs::rename(&tmp, &path)
-        .await
-        .map_err(|e| StoreError::snapshot_io(&path, e))?;
-    sync_dir(&path).await;
-    Ok(path)
+    match storage {
+        SnapshotStorage::Files(dir) => {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::snapshot_io(dir, e))?;
+            let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            tokio::io::copy(src, &mut out).await.map_err(io)?;
+            out.sync_all().await.map_err(io)?;
+            drop(out);
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| StoreError::snapshot_io(&path, e))?;
+            sync_dir(&path).await;
+        }
+        SnapshotStorage::Memory(m) => {
+            let mut bytes = Vec::new();
+            tokio::io::copy(src, &mut bytes).await.map_err(io)?;
+            m.dir()
+                .files
+                .insert(file_name(snapshot_id), Arc::new(bytes));
+        }
+    }
+    Ok(())
 }

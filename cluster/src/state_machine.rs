@@ -32,7 +32,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,8 +57,8 @@ use crate::records::{
     AppliedRecord, ClientRecord, LogIdRecord, SnapshotMetaRecord, SnapshotPart,
     StoredMembershipRecord,
 };
-use crate::snapshot::{self, CHUNK_BYTES, SnapshotReader, SnapshotWriter};
-use crate::types::{Command, Node, NodeId, Outcome, Request, Response, TypeConfig};
+use crate::snapshot::{self, CHUNK_BYTES, SnapshotReader, SnapshotStorage, SnapshotWriter};
+use crate::types::{Command, Node, NodeId, Outcome, Request, Response, SnapshotData, TypeConfig};
 
 /// How client sessions (the request-id table that makes retries idempotent) expire. Every
 /// replica of a cluster must use the same limits: expiry is part of the replicated state.
@@ -124,7 +123,7 @@ struct SmState {
 struct Inner {
     engine: Engine,
     sm: CollectionName,
-    snapshot_dir: PathBuf,
+    snapshots: SnapshotStorage,
     state: Mutex<SmState>,
     /// Readers hold it shared; installs and collection drops hold it exclusively.
     gate: Arc<RwLock<()>>,
@@ -146,7 +145,8 @@ pub struct SnapshotBuilder {
 
 impl StateMachineStore {
     /// Opens the state machine on `backend` (sharing it with the log store is expected),
-    /// keeping snapshot files in `snapshot_dir`. Finishes an interrupted snapshot install.
+    /// keeping snapshots in `snapshots` (a directory, or memory for the simulator). Finishes an
+    /// interrupted snapshot install.
     ///
     /// `options.retain_versions` is raised to at least [`REPLICA_VALIDATION_WINDOW`] so that
     /// validation is deterministic on every replica.
@@ -156,10 +156,10 @@ impl StateMachineStore {
     /// Backend and engine errors, damaged records, snapshot file errors.
     pub async fn open(
         backend: Arc<dyn StorageBackend>,
-        snapshot_dir: impl Into<PathBuf>,
+        snapshots: impl Into<SnapshotStorage>,
         options: EngineOptions,
     ) -> Result<Self, StoreError> {
-        Self::open_with(backend, snapshot_dir, options, SessionLimits::default()).await
+        Self::open_with(backend, snapshots, options, SessionLimits::default()).await
     }
 
     /// As [`open`](Self::open), with explicit session limits (the same on every replica).
@@ -169,7 +169,7 @@ impl StateMachineStore {
     /// As [`open`](Self::open).
     pub async fn open_with(
         backend: Arc<dyn StorageBackend>,
-        snapshot_dir: impl Into<PathBuf>,
+        snapshots: impl Into<SnapshotStorage>,
         mut options: EngineOptions,
         sessions: SessionLimits,
     ) -> Result<Self, StoreError> {
@@ -177,12 +177,12 @@ impl StateMachineStore {
         let sm = CollectionName::system(SM_COLLECTION).map_err(BackendError::from)?;
         backend.create_collection(&sm).await?;
         let engine = Engine::open(backend, options).await?;
-        let snapshot_dir = snapshot_dir.into();
+        let snapshots = snapshots.into();
         let this = Self {
             inner: Arc::new(Inner {
                 engine,
                 sm,
-                snapshot_dir,
+                snapshots,
                 state: Mutex::new(SmState {
                     applied: None,
                     membership: StoredMembership::default(),
@@ -212,10 +212,10 @@ impl StateMachineStore {
         &self.inner.gate
     }
 
-    /// Where snapshot files live.
+    /// Where snapshots live.
     #[must_use]
-    pub fn snapshot_dir(&self) -> &Path {
-        &self.inner.snapshot_dir
+    pub fn snapshots(&self) -> &SnapshotStorage {
+        &self.inner.snapshots
     }
 
     async fn get_record<T: serde::de::DeserializeOwned>(
@@ -237,12 +237,8 @@ impl StateMachineStore {
             .get_record::<SnapshotMetaRecord>(INSTALLING, Kind::SnapshotMeta)
             .await?
         {
-            let path = self
-                .inner
-                .snapshot_dir
-                .join(snapshot::file_name(&marker.snapshot_id));
             tracing::warn!(snapshot = %marker.snapshot_id, "finishing an interrupted snapshot install");
-            self.install_file(&path, &marker).await?;
+            self.install_file(&marker).await?;
         }
         let mut state = self.inner.state.lock().await;
         if let Some(applied) = self
@@ -554,9 +550,10 @@ impl StateMachineStore {
         Ok(response)
     }
 
-    /// Replaces the whole store with the snapshot in `path` (already verified), then writes
-    /// the new applied state, the current-snapshot record, and removes the install marker.
-    async fn install_file(&self, path: &Path, meta: &SnapshotMetaRecord) -> Result<(), StoreError> {
+    /// Replaces the whole store with the stored snapshot `meta` names (already verified), then
+    /// writes the new applied state, the current-snapshot record, and removes the install
+    /// marker.
+    async fn install_file(&self, meta: &SnapshotMetaRecord) -> Result<(), StoreError> {
         let engine = &self.inner.engine;
         let backend = Arc::clone(engine.backend());
         let _exclusive = self.inner.gate.write().await;
@@ -574,7 +571,7 @@ impl StateMachineStore {
             }
             backend.write(batch, Durability::Buffered).await?;
         }
-        let mut reader = SnapshotReader::open(path).await?;
+        let mut reader = SnapshotReader::open(&self.inner.snapshots, &meta.snapshot_id).await?;
         let _ = reader.header().await?;
         let mut current: Option<CollectionName> = None;
         let mut clients = BTreeMap::new();
@@ -656,31 +653,17 @@ impl StateMachineStore {
     }
 
     async fn remove_snapshot_file(&self, snapshot_id: &str) {
-        let path = self
-            .inner
-            .snapshot_dir
-            .join(snapshot::file_name(snapshot_id));
-        if let Err(e) = tokio::fs::remove_file(&path).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove an old snapshot");
-        }
+        self.inner.snapshots.remove(snapshot_id).await;
     }
 
     async fn open_snapshot(
         &self,
         meta: &SnapshotMetaRecord,
     ) -> Result<Snapshot<TypeConfig>, StoreError> {
-        let path = self
-            .inner
-            .snapshot_dir
-            .join(snapshot::file_name(&meta.snapshot_id));
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| StoreError::snapshot_io(&path, e))?;
+        let data = self.inner.snapshots.open(&meta.snapshot_id).await?;
         Ok(Snapshot {
             meta: meta.clone().into(),
-            snapshot: Box::new(file),
+            snapshot: Box::new(data),
         })
     }
 
@@ -721,8 +704,7 @@ impl StateMachineStore {
         let (_hold, version) = hold;
         let _shared = self.inner.gate.read().await;
         let backend = engine.backend();
-        let mut writer =
-            SnapshotWriter::create(&self.inner.snapshot_dir, &meta.snapshot_id).await?;
+        let mut writer = SnapshotWriter::create(&self.inner.snapshots, &meta.snapshot_id).await?;
         writer
             .part(&SnapshotPart::Header { meta: meta.clone() })
             .await?;
@@ -993,40 +975,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder { sm: self.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> RaftResult<Box<tokio::fs::File>> {
-        let dir = self.inner.snapshot_dir.clone();
+    async fn begin_receiving_snapshot(&mut self) -> RaftResult<Box<SnapshotData>> {
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        let open = async {
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| StoreError::snapshot_io(&dir, e))?;
-            let path = dir.join(format!("incoming-{seq}.tmp"));
-            let file = tokio::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .await
-                .map_err(|e| StoreError::snapshot_io(&path, e))?;
-            // The open handle keeps the data; the name is not needed.
-            let _ = tokio::fs::remove_file(&path).await;
-            Ok::<_, StoreError>(Box::new(file))
-        };
-        open.await.map_err(|e| sm_err(e, ErrorVerb::Write))
+        self.inner
+            .snapshots
+            .incoming(seq)
+            .await
+            .map(Box::new)
+            .map_err(|e| sm_err(e, ErrorVerb::Write))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        mut snapshot: Box<tokio::fs::File>,
+        mut snapshot: Box<SnapshotData>,
     ) -> RaftResult<()> {
         let record = SnapshotMetaRecord::from(meta);
         let install = async {
-            let path =
-                snapshot::copy_into(&self.inner.snapshot_dir, &record.snapshot_id, &mut snapshot)
-                    .await?;
-            let header = snapshot::verify(&path).await?;
+            let storage = &self.inner.snapshots;
+            snapshot::copy_into(storage, &record.snapshot_id, &mut snapshot).await?;
+            let header = snapshot::verify(storage, &record.snapshot_id).await?;
             if header.last_log_id != record.last_log_id || header.membership != record.membership {
                 return Err(StoreError::InvalidSnapshot(format!(
                     "file header {:?} does not match the snapshot meta {:?}",
@@ -1045,7 +1013,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .backend()
                 .write(marker, Durability::Synced)
                 .await?;
-            self.install_file(&path, &record).await
+            self.install_file(&record).await?;
+            storage.count_installed();
+            Ok(())
         };
         install.await.map_err(|e| {
             e.into_raft(

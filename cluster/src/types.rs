@@ -1,5 +1,8 @@
 //! The openraft type configuration and the application data carried by the log.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use serde::{Deserialize, Serialize};
 use zcore_engine::Version;
 use zcore_engine::mvcc::replica::ReplicatedTxn;
@@ -20,9 +23,76 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = SnapshotData,
         AsyncRuntime = RaftRuntime,
 );
+
+/// The bytes of one snapshot as openraft moves them: a file (production, bounded memory) or an
+/// in-memory buffer (the simulator, see [`crate::SnapshotStorage::Memory`]). Reads, writes and
+/// seeks are delegated to the variant.
+#[derive(Debug)]
+pub enum SnapshotData {
+    /// A snapshot file (or an unlinked file receiving one).
+    File(tokio::fs::File),
+    /// A snapshot held in memory.
+    Memory(std::io::Cursor<Vec<u8>>),
+}
+
+impl tokio::io::AsyncRead for SnapshotData {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).poll_read(cx, buf),
+            Self::Memory(c) => Pin::new(c).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SnapshotData {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).poll_write(cx, buf),
+            Self::Memory(c) => Pin::new(c).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).poll_flush(cx),
+            Self::Memory(c) => Pin::new(c).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).poll_shutdown(cx),
+            Self::Memory(c) => Pin::new(c).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tokio::io::AsyncSeek for SnapshotData {
+    fn start_seek(self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).start_seek(position),
+            Self::Memory(c) => Pin::new(c).start_seek(position),
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        match self.get_mut() {
+            Self::File(f) => Pin::new(f).poll_complete(cx),
+            Self::Memory(c) => Pin::new(c).poll_complete(cx),
+        }
+    }
+}
 
 /// The Raft handle of a zcore-cluster node.
 pub type Raft = openraft::Raft<TypeConfig>;

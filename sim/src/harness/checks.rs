@@ -4,7 +4,8 @@
 //! - Raft safety ([`RaftChecker`]): after every step, each node's new observations (published
 //!   by the node's observer on every metrics change, with the log entries it re-read) become
 //!   [`RaftObservation`]s with the node's whole log (kept here as a mirror); a killed node
-//!   gets a `Down` observation. `committed` is the applied log id (everything applied is
+//!   gets a `Down` observation. Entries the node purged into a snapshot leave the mirror (a
+//!   purged prefix is not a divergence); an observation whose log read failed leaves it alone. `committed` is the applied log id (everything applied is
 //!   committed), so commit monotonicity and state machine safety are checked on it.
 //! - At the end: per-key linearizability, isolation (list-append, serializable), the bank
 //!   invariant, durability (every acknowledged write in the state read after the last
@@ -114,14 +115,36 @@ impl RaftChecker {
                 ..Mirror::default()
             };
         }
-        // Entries from `from` on were re-read: replace them; nothing beyond the last index.
-        let _ = mirror.log.split_off(&o.from);
-        if let Some(last) = o.last_log {
-            let _ = mirror.log.split_off(&(last + 1));
-        } else {
-            mirror.log.clear();
+        // A failed log read (injected I/O fault) says nothing about the log: keep the mirror.
+        if let Some(entries) = o.entries {
+            // Where the node's log starts: above the purged index it reports, and above
+            // anything the read skipped (a log is contiguous, so entries missing at the start
+            // of the re-read range were purged into a snapshot, possibly before the metrics
+            // said so). A purged prefix is not a divergence: drop it from the mirror.
+            let mut purged = o.purged;
+            if let Some(last) = o.last_log
+                && last >= o.from
+            {
+                // (An empty read proves nothing: the last entries may not be flushed yet.)
+                if let Some(&first) = entries.keys().next()
+                    && first > o.from
+                    && first <= last
+                {
+                    purged = purged.max(Some(first - 1));
+                }
+            }
+            // Entries from `from` on were re-read: replace them; nothing beyond the last index.
+            let _ = mirror.log.split_off(&o.from);
+            if let Some(last) = o.last_log {
+                let _ = mirror.log.split_off(&(last + 1));
+            } else {
+                mirror.log.clear();
+            }
+            mirror.log.extend(entries);
+            if let Some(p) = purged {
+                mirror.log = mirror.log.split_off(&(p + 1));
+            }
         }
-        mirror.log.extend(o.entries);
         let applied = o
             .applied
             .map(|(index, term, node)| RaftLogId { term, node, index });

@@ -95,6 +95,12 @@ pub struct SimConfig {
     pub think_ms: u64,
     /// A client gives up on an operation after this (recorded as `info`), ms.
     pub op_timeout_ms: u64,
+    /// Raft builds a snapshot after this many entries since the last one
+    /// (`SnapshotPolicy::LogsSinceLast`).
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot (`max_in_snapshot_log_to_keep`): small, so a node
+    /// that was down or cut off must catch up through a snapshot once the log is purged.
+    pub logs_kept_after_snapshot: u64,
 }
 
 /// Initial balance of every bank account.
@@ -151,7 +157,7 @@ impl SimConfig {
             bank: r.gen_range(0..=3),
             list_append: r.gen_range(0..=3),
         };
-        Self {
+        let mut cfg = Self {
             seed,
             nodes,
             backend,
@@ -172,7 +178,13 @@ impl SimConfig {
             list_keys: r.gen_range(3..=8),
             think_ms: r.gen_range(5..=60),
             op_timeout_ms: 3_000,
-        }
+            snapshot_after_logs: 0,
+            logs_kept_after_snapshot: 0,
+        };
+        // Drawn last, so every draw above is what it was before snapshots were on.
+        cfg.snapshot_after_logs = r.gen_range(10..=80);
+        cfg.logs_kept_after_snapshot = r.gen_range(0..=cfg.snapshot_after_logs / 4);
+        cfg
     }
 
     /// Node ids `1..=nodes`.
@@ -189,6 +201,11 @@ impl fmt::Display for SimConfig {
             f,
             "  cluster: nodes={} backend={} heartbeat={}ms election={}..{}ms",
             self.nodes, self.backend, self.heartbeat_ms, self.election_ms.0, self.election_ms.1
+        )?;
+        writeln!(
+            f,
+            "  snapshots: after={} entries, keep={} entries",
+            self.snapshot_after_logs, self.logs_kept_after_snapshot
         )?;
         writeln!(
             f,

@@ -435,7 +435,8 @@ pub fn kill(world: &World, n: u64) {
             last_log: None,
             applied: None,
             from: 0,
-            entries: std::collections::BTreeMap::new(),
+            entries: None,
+            purged: None,
             down: true,
         });
     }

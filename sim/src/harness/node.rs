@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use openraft::{EntryPayload, RaftLogReader, ServerState};
 use zcore_cluster::config::{RaftSettings, TimeoutSettings};
-use zcore_cluster::{ClusterNode, LogStore, NodeConfig};
+use zcore_cluster::{ClusterNode, LogStore, MemorySnapshots, NodeConfig, SnapshotStorage};
 use zcore_engine::{EngineOptions, StorageBackend};
 
 use super::gateway::{self, GATEWAY_PORT};
@@ -69,8 +69,11 @@ pub struct NodeObs {
     /// Log entries from this index on were re-read (everything after the previously
     /// applied index; 0 on the first observation of an incarnation).
     pub from: u64,
-    /// Those entries, up to the last log index.
-    pub entries: BTreeMap<u64, EntryObs>,
+    /// Those entries, up to the last log index; `None` if the read failed (an injected I/O
+    /// fault): the observation then says nothing about the log.
+    pub entries: Option<BTreeMap<u64, EntryObs>>,
+    /// The last log index purged into a snapshot: the log holds nothing at or below it.
+    pub purged: Option<u64>,
     /// The incarnation ended (killed); every other field but `node`/`incarnation` is unset.
     pub down: bool,
 }
@@ -96,6 +99,9 @@ pub struct NodeSlot {
     pub store: NodeStore,
     /// Observations not yet taken by the harness.
     pub observations: RefCell<Vec<NodeObs>>,
+    /// The node's snapshot directory (in memory, see [`SnapshotStorage::Memory`]): kept
+    /// across incarnations like a disk, so a finished snapshot survives restarts.
+    pub snapshots: MemorySnapshots,
     /// Why the last start failed (a recovery failure is a violation).
     pub start_error: RefCell<Option<String>>,
     /// (applied index, state hash) computed by the node during the liveness phase.
@@ -113,6 +119,7 @@ impl NodeSlot {
             incarnation: Cell::new(0),
             live: RefCell::new(None),
             store,
+            snapshots: MemorySnapshots::new(),
             observations: RefCell::new(Vec::new()),
             start_error: RefCell::new(None),
             state_hash: Cell::new(None),
@@ -135,9 +142,10 @@ fn node_config(world: &World, id: u64) -> NodeConfig {
         heartbeat_ms: cfg.heartbeat_ms,
         election_timeout_min_ms: cfg.election_ms.0,
         election_timeout_max_ms: cfg.election_ms.1,
-        // Snapshots use tokio::fs (real files, the blocking pool): never built in the sim.
-        snapshot_after_logs: u64::MAX / 2,
-        logs_kept_after_snapshot: 1_000,
+        // Snapshots are kept in memory (`SnapshotStorage::Memory`, see `run`): tokio::fs would
+        // use the blocking pool and the real disk.
+        snapshot_after_logs: cfg.snapshot_after_logs,
+        logs_kept_after_snapshot: cfg.logs_kept_after_snapshot,
     };
     config.timeouts = TimeoutSettings {
         connect_ms: 250,
@@ -175,11 +183,12 @@ pub async fn run(world: Rc<World>, index: usize) -> turmoil::Result {
         gc_interval: None,
         ..EngineOptions::default()
     };
-    let node = match ClusterNode::start_on_with(
+    let node = match ClusterNode::start_with_snapshots(
         node_config(&world, id),
         Arc::clone(&backend),
         Arc::new(SimTransport),
         options,
+        SnapshotStorage::Memory(slot.snapshots.clone()),
     )
     .await
     {
@@ -245,11 +254,18 @@ async fn observe(
             .last_applied
             .map(|l| (l.index, l.leader_id.term, l.leader_id.node_id));
         let from = applied_seen.map_or(0, |a| a + 1);
-        let mut entries = BTreeMap::new();
+        let mut entries = Some(BTreeMap::new());
         if let Some(last) = last_log
             && last >= from
-            && let Ok(read) = log.try_get_log_entries(from..=last).await
         {
+            let read = match log.try_get_log_entries(from..=last).await {
+                Ok(read) => read,
+                Err(_) => {
+                    // An injected I/O fault: report no log, and re-read from `from` next time.
+                    entries = None;
+                    Vec::new()
+                }
+            };
             for e in read {
                 let payload = match &e.payload {
                     EntryPayload::Blank => 0,
@@ -257,7 +273,7 @@ async fn observe(
                         .map(|b| fnv1a(0xcbf2_9ce4_8422_2325, &b))
                         .unwrap_or(1),
                 };
-                entries.insert(
+                entries.get_or_insert_with(BTreeMap::new).insert(
                     e.log_id.index,
                     EntryObs {
                         term: e.log_id.leader_id.term,
@@ -267,7 +283,9 @@ async fn observe(
                 );
             }
         }
-        applied_seen = applied.map(|a| a.0).or(applied_seen);
+        if entries.is_some() {
+            applied_seen = applied.map(|a| a.0).or(applied_seen);
+        }
         let obs = NodeObs {
             ms: world.now_ms(),
             node: slot.id,
@@ -284,6 +302,7 @@ async fn observe(
             applied,
             from,
             entries,
+            purged: m.purged.map(|p| p.index),
             down: false,
         };
         let line = format!(

@@ -57,6 +57,8 @@ pub struct RunReport {
     pub converged_ms: Option<u64>,
     /// BUGGIFY points fired, by site.
     pub buggify: Vec<(&'static str, u64)>,
+    /// Raft snapshots (built, installed from a leader) on all nodes.
+    pub snapshots: (u64, u64),
 }
 
 impl RunReport {
@@ -260,6 +262,13 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
         );
     }
     let _ = convergence_summary;
+    let snapshots = world.nodes.iter().fold((0, 0), |(b, i), slot| {
+        (b + slot.snapshots.built(), i + slot.snapshots.installed())
+    });
+    world.log(
+        "sim",
+        &format!("snapshots built={} installed={}", snapshots.0, snapshots.1),
+    );
     for n in &notes {
         world.log("chk", n);
     }
@@ -283,6 +292,7 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
         violations,
         converged_ms,
         buggify,
+        snapshots,
     }
 }
 

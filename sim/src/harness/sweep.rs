@@ -41,6 +41,8 @@ pub struct SeedResult {
     pub faults: BTreeMap<&'static str, u64>,
     /// Operations.
     pub ops: OpCounts,
+    /// Raft snapshots (built, installed), first run.
+    pub snapshots: (u64, u64),
     /// Violations (first run).
     pub violations: Vec<Violation>,
     /// `Some(false)` if the replay differed.
@@ -72,6 +74,8 @@ pub struct SweepSummary {
     pub faults: BTreeMap<&'static str, u64>,
     /// Operations.
     pub ops: OpCounts,
+    /// Raft snapshots (built, installed).
+    pub snapshots: (u64, u64),
     /// Seeds with violations.
     pub violating_seeds: u64,
     /// Violations in total.
@@ -104,6 +108,7 @@ pub fn run_one(seed: u64, twice: bool, options: &RunOptions) -> SeedResult {
         hash: report.hash(),
         faults: report.faults.clone(),
         ops: report.ops,
+        snapshots: report.snapshots,
         violations: report.violations.clone(),
         identical,
         divergence,
@@ -151,6 +156,8 @@ pub fn sweep(options: &SweepOptions, progress: &(dyn Fn(&SeedResult) + Sync)) ->
         summary.ops.ok += r.ops.ok;
         summary.ops.fail += r.ops.fail;
         summary.ops.info += r.ops.info;
+        summary.snapshots.0 += r.snapshots.0;
+        summary.snapshots.1 += r.snapshots.1;
         summary.violations += r.violations.len() as u64;
         if !r.violations.is_empty() {
             summary.violating_seeds += 1;
@@ -214,6 +221,11 @@ impl SweepSummary {
                 "ok={} fail={} info={}",
                 self.ops.ok, self.ops.fail, self.ops.info
             ),
+        );
+        row(
+            &mut s,
+            "raft snapshots",
+            format!("built={} installed={}", self.snapshots.0, self.snapshots.1),
         );
         row(
             &mut s,
