@@ -7,12 +7,16 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
 use zcore_backends::{FjallBackend, FjallOptions, MemoryBackend, RedbBackend, RedbOptions};
-use zcore_cluster::{LogStore, NodeId, StateMachineStore, TypeConfig};
+use zcore_cluster::{
+    LogStore, MemorySnapshots, NodeId, SnapshotStorage, StateMachineStore, TypeConfig,
+};
 use zcore_engine::{EngineOptions, StorageBackend};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Memory,
+    /// The memory backend with snapshots kept in memory too (as in the simulator).
+    MemorySnapshots,
     Redb,
     Fjall,
 }
@@ -29,7 +33,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = TempDir::new().map_err(err)?;
         let backend: Arc<dyn StorageBackend> = match self.0 {
-            Kind::Memory => Arc::new(MemoryBackend::new()),
+            Kind::Memory | Kind::MemorySnapshots => Arc::new(MemoryBackend::new()),
             Kind::Redb => Arc::new(
                 RedbBackend::open(dir.path().join("store.redb"), &RedbOptions::default())
                     .map_err(err)?,
@@ -44,7 +48,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
             gc_interval: None,
             ..EngineOptions::default()
         };
-        let sm = StateMachineStore::open(backend, dir.path().join("snapshots"), options)
+        let snapshots: SnapshotStorage = match self.0 {
+            Kind::MemorySnapshots => MemorySnapshots::new().into(),
+            _ => dir.path().join("snapshots").into(),
+        };
+        let sm = StateMachineStore::open(backend, snapshots, options)
             .await
             .map_err(err)?;
         Ok((dir, log, sm))
@@ -55,6 +63,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
 fn openraft_suite_memory() {
     if let Err(e) = Suite::test_all(Builder(Kind::Memory)) {
         panic!("openraft suite failed on memory: {e}");
+    }
+}
+
+#[test]
+fn openraft_suite_memory_snapshots() {
+    if let Err(e) = Suite::test_all(Builder(Kind::MemorySnapshots)) {
+        panic!("openraft suite failed on memory with in-memory snapshots: {e}");
     }
 }
 
