@@ -23,12 +23,14 @@
 //!   are synced.
 //! - **Retries.** A request with a [`RequestId`](crate::types::RequestId) whose number the
 //!   session already used is not applied again: the recorded response is returned.
-//! - **Snapshots** are files (see [`crate::snapshot`]) built from the engine at the applied
-//!   version while applies go on, with bounded memory, and installed by redo: the received
-//!   file is kept, a durable `installing` marker names it, the user collections are replaced
-//!   from it, and the last batch writes the new applied state and removes the marker. A crash
-//!   during an install repeats it on the next open. Readers on this node are held off during
-//!   an install by [`StateMachineStore::read_gate`].
+//! - **Snapshots** are files (see [`crate::snapshot`]; in the simulator, the same bytes in
+//!   memory) built from the engine at the applied version while applies go on, with bounded
+//!   memory, and installed by redo: the received file is kept, a durable `installing` marker
+//!   names it, the user collections are replaced from it, and the last batch writes the new
+//!   applied state and removes the marker. A crash during an install repeats it on the next
+//!   open. Readers on this node are held off during an install by
+//!   [`StateMachineStore::read_gate`]; a build holds that gate shared from its capture of the
+//!   applied state to the end of its scan, so no install or collection drop runs in between.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -670,8 +672,19 @@ impl StateMachineStore {
     async fn build(&self) -> Result<Snapshot<TypeConfig>, StoreError> {
         let engine = &self.inner.engine;
         // Capture a consistent point under the state lock: applies wait only for this.
-        let (meta, clients, collections, hold) = {
+        let (meta, clients, collections, hold, shared) = loop {
             let state = self.inner.state.lock().await;
+            // The gate, shared from the capture to the end of the scan, keeps installs and
+            // collection drops out: the scan reads exactly the captured collections, at the
+            // captured version, in the store the capture saw. Only tried under the state lock:
+            // waiting for it there would deadlock with the apply of a collection drop, which
+            // holds the state lock while it waits for the gate exclusively.
+            let Ok(shared) = self.inner.gate.try_read() else {
+                drop(state);
+                // An install (or a drop) holds the gate: capture again once it is done.
+                drop(self.inner.gate.read().await);
+                continue;
+            };
             let version = state.applied.as_ref().map_or(0, |l| l.index);
             let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
             let snapshot_id = match &state.applied {
@@ -694,15 +707,15 @@ impl StateMachineStore {
             let hold = engine.begin_read_at(hold_at)?;
             let clients: Vec<ClientRecord> = state.clients.values().cloned().collect();
             let floor = state.session_floor;
-            (
+            break (
                 meta,
                 (clients, floor),
                 engine.collections(),
                 (hold, version),
-            )
+                shared,
+            );
         };
         let (_hold, version) = hold;
-        let _shared = self.inner.gate.read().await;
         let backend = engine.backend();
         let mut writer = SnapshotWriter::create(&self.inner.snapshots, &meta.snapshot_id).await?;
         writer
@@ -719,8 +732,7 @@ impl StateMachineStore {
             while let Some(req) = request.take() {
                 let page = match backend.scan(&collection, &req).await {
                     Ok(page) => page,
-                    // Dropped after the capture: it held nothing at `version`... but it did;
-                    // a drop waits for this build (read gate), so this is a real failure.
+                    // No drop or install since the capture (the gate): a real failure.
                     Err(e) => return Err(e.into()),
                 };
                 request = req.next_page(&page);
@@ -762,10 +774,17 @@ impl StateMachineStore {
             })
             .await?;
         writer.finish().await?;
+        // Released before the state lock is taken again (the deadlock above).
+        drop(shared);
         let record = frame::encode(Kind::SnapshotMeta, &meta)
             .map_err(|e| StoreError::record("snapshot meta", e))?;
-        let previous = {
+        // Under the state lock: whether this snapshot becomes the current one, and its data
+        // opened before anyone can remove it (only a replaced current snapshot is removed, by
+        // the build or install that replaced it, after that replacement under this lock).
+        let (snapshot, stale) = {
             let mut state = self.inner.state.lock().await;
+            // Not newer only if a snapshot from a leader was installed after the scan (it is
+            // past the applied index captured): that one stays current, this one is dropped.
             let newer = match (&state.current, &meta.last_log_id) {
                 (Some(cur), Some(new)) => cur.last_log_id.is_none_or(|c| c.index <= new.index),
                 (Some(cur), None) => cur.last_log_id.is_none(),
@@ -775,17 +794,22 @@ impl StateMachineStore {
                 let mut batch = WriteBatch::new();
                 batch.put(&self.inner.sm, CURRENT_SNAPSHOT.to_vec(), record);
                 backend.write(batch, Durability::Synced).await?;
-                state.current.replace(meta.clone())
+                let previous = state.current.replace(meta.clone());
+                let snapshot = self.open_snapshot(&meta).await?;
+                (
+                    snapshot,
+                    previous.filter(|p| p.snapshot_id != meta.snapshot_id),
+                )
             } else {
-                None
+                let snapshot = self.open_snapshot(&meta).await?;
+                (snapshot, Some(meta.clone()))
             }
         };
-        if let Some(previous) = previous
-            && previous.snapshot_id != meta.snapshot_id
-        {
-            self.remove_snapshot_file(&previous.snapshot_id).await;
+        // The open data stays readable (an open file, or a copy of the bytes in memory).
+        if let Some(stale) = stale {
+            self.remove_snapshot_file(&stale.snapshot_id).await;
         }
-        self.open_snapshot(&meta).await
+        Ok(snapshot)
     }
 }
 

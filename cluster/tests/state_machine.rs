@@ -1,22 +1,27 @@
 //! The state machine on its own: versions are log indexes, validation is deterministic,
-//! retries are applied once, applied state and data survive a restart, and a snapshot with
-//! data installs on another replica.
+//! retries are applied once, applied state and data survive a restart, a snapshot with data
+//! installs on another replica, and a snapshot build does not deadlock with a collection drop.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use std::ops::Bound;
 use tempfile::TempDir;
-use zcore_backends::{RedbBackend, RedbOptions};
+use zcore_backends::{MemoryBackend, RedbBackend, RedbOptions};
 use zcore_cluster::{
-    Command, Outcome, Request, RequestId, SessionLimits, StateMachineStore, TypeConfig,
+    Command, MemorySnapshots, Outcome, Request, RequestId, SessionLimits, StateMachineStore,
+    TypeConfig,
 };
 
 use zcore_engine::mvcc::replica::{ReplicatedRead, ReplicatedTxn, ReplicatedWrite};
-use zcore_engine::{CollectionName, EngineOptions, Isolation, StorageBackend};
+use zcore_engine::{
+    BackendError, BackendKind, BackendStats, CollectionName, Durability, EngineOptions, Isolation,
+    ScanPage, ScanRequest, StorageBackend, WriteBatch,
+};
 
 fn entry(index: u64, request: Request) -> Entry<TypeConfig> {
     Entry {
@@ -487,4 +492,195 @@ async fn apply_dedupe_restart_and_snapshot_install() {
         again[0], responses[3],
         "the session's latest response survived"
     );
+}
+
+/// A backend whose scans of one collection wait while `paused` is set, announcing each
+/// waiting scan on `entered`: holds a snapshot build in the middle of its scan.
+struct Pausing {
+    inner: MemoryBackend,
+    target: CollectionName,
+    paused: tokio::sync::watch::Sender<bool>,
+    entered: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl StorageBackend for Pausing {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+    async fn create_collection(&self, name: &CollectionName) -> Result<bool, BackendError> {
+        self.inner.create_collection(name).await
+    }
+    async fn open_collection(&self, name: &CollectionName) -> Result<(), BackendError> {
+        self.inner.open_collection(name).await
+    }
+    async fn list_collections(&self) -> Result<Vec<CollectionName>, BackendError> {
+        self.inner.list_collections().await
+    }
+    async fn drop_collection(&self, name: &CollectionName) -> Result<bool, BackendError> {
+        self.inner.drop_collection(name).await
+    }
+    async fn get(
+        &self,
+        collection: &CollectionName,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.get(collection, key).await
+    }
+    async fn scan(
+        &self,
+        collection: &CollectionName,
+        request: &ScanRequest,
+    ) -> Result<ScanPage, BackendError> {
+        let mut paused = self.paused.subscribe();
+        if *collection == self.target && *paused.borrow_and_update() {
+            self.entered.notify_one();
+            let _ = paused.wait_for(|p| !*p).await;
+        }
+        self.inner.scan(collection, request).await
+    }
+    async fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), BackendError> {
+        self.inner.write(batch, durability).await
+    }
+    async fn sync(&self) -> Result<(), BackendError> {
+        self.inner.sync().await
+    }
+    async fn stats(&self) -> Result<BackendStats, BackendError> {
+        self.inner.stats().await
+    }
+    async fn close(&self) -> Result<(), BackendError> {
+        self.inner.close().await
+    }
+}
+
+async fn open_memory(
+    backend: Arc<dyn StorageBackend>,
+    snapshots: MemorySnapshots,
+) -> StateMachineStore {
+    let options = EngineOptions {
+        gc_interval: None,
+        ..EngineOptions::default()
+    };
+    StateMachineStore::open(backend, snapshots, options)
+        .await
+        .unwrap()
+}
+
+/// A snapshot build holds the read gate while it scans; the apply of a collection drop holds
+/// the state lock while it waits for that gate. The build must not then wait for the state
+/// lock while still holding the gate (a deadlock: it once did), and its snapshot is the state
+/// at the index it captured, before the drop. Snapshots kept in memory
+/// ([`MemorySnapshots`], as in the simulator) are counted and install on another replica.
+#[tokio::test]
+async fn snapshot_build_and_a_concurrent_collection_drop_both_finish() {
+    let (paused, _) = tokio::sync::watch::channel(false);
+    let backend = Arc::new(Pausing {
+        inner: MemoryBackend::new(),
+        target: kv(),
+        paused,
+        entered: tokio::sync::Notify::new(),
+    });
+    let snapshots = MemorySnapshots::new();
+    let mut sm = open_memory(
+        Arc::clone(&backend) as Arc<dyn StorageBackend>,
+        snapshots.clone(),
+    )
+    .await;
+    let create = |index, name: &str| {
+        entry(
+            index,
+            Request {
+                id: None,
+                command: Command::CreateCollection(name.to_owned()),
+            },
+        )
+    };
+    sm.apply([
+        create(1, "kv"),
+        entry(
+            2,
+            Request {
+                id: None,
+                command: write(1, "a", "1"),
+            },
+        ),
+        create(3, "gone"),
+    ])
+    .await
+    .unwrap();
+
+    backend.paused.send_replace(true);
+    let mut builder = sm.get_snapshot_builder().await;
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    tokio::time::timeout(Duration::from_secs(10), backend.entered.notified())
+        .await
+        .expect("the build reaches its scan of `kv`");
+    let mut applier = sm.clone();
+    let drop_gone = tokio::spawn(async move {
+        applier
+            .apply([entry(
+                4,
+                Request {
+                    id: None,
+                    command: Command::DropCollection("gone".to_owned()),
+                },
+            )])
+            .await
+    });
+    // Let the drop take the state lock and queue for the gate (nothing else runs meanwhile).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !drop_gone.is_finished(),
+        "the drop waits for the build's scan"
+    );
+    backend.paused.send_replace(false);
+
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), build)
+        .await
+        .expect("the build finished (no deadlock with the drop)")
+        .unwrap()
+        .unwrap();
+    let responses = tokio::time::timeout(Duration::from_secs(10), drop_gone)
+        .await
+        .expect("the drop finished (no deadlock with the build)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(responses[0].outcome, Outcome::Committed { version: 4 });
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
+    let names = |sm: &StateMachineStore| {
+        sm.engine()
+            .collections()
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&sm), ["kv"]);
+    assert_eq!((snapshots.built(), snapshots.installed()), (1, 0));
+    assert_eq!(snapshots.stored(), 1);
+
+    // The snapshot is the state at index 3: `gone` still exists there.
+    let other_snapshots = MemorySnapshots::new();
+    let mut other = open_memory(Arc::new(MemoryBackend::new()), other_snapshots.clone()).await;
+    let mut receiving = other.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    other
+        .install_snapshot(&snapshot.meta, receiving)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.applied_state().await.unwrap().0.map(|l| l.index),
+        Some(3)
+    );
+    assert_eq!(names(&other), ["gone", "kv"]);
+    assert_eq!(get(&other, "a").await.as_deref(), Some("1"));
+    assert_eq!(other.engine().latest_version(), 3);
+    assert_eq!(
+        (other_snapshots.built(), other_snapshots.installed()),
+        (0, 1)
+    );
+    let current = other.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snapshot.meta);
 }
