@@ -93,6 +93,18 @@ impl LogStore {
         Ok(self.read_log_id(COMMITTED).await?.map(|l| l.index))
     }
 
+    /// The last log index purged (into a snapshot), as the store records it. A purge writes
+    /// it with its first deletion, so an entry found missing at or below the purged index by
+    /// an earlier read is explained by a purge; read after the entries, it covers every purge
+    /// that could have hidden one of them (the simulator's log observer relies on this).
+    ///
+    /// # Errors
+    ///
+    /// Backend errors, a damaged record.
+    pub async fn purged_index(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.read_log_id(PURGED).await?.map(|l| l.index))
+    }
+
     async fn read_log_id(&self, key: &[u8]) -> Result<Option<LogId<NodeId>>, StoreError> {
         let Some(bytes) = self.inner.backend.get(&self.inner.state, key).await? else {
             return Ok(None);

@@ -5,8 +5,10 @@
 //!   by the node's observer on every metrics change, with the log entries it re-read) become
 //!   [`RaftObservation`]s with the node's whole log (kept here as a mirror); a killed node
 //!   gets a `Down` observation. Entries the node purged into a snapshot leave the mirror (a
-//!   purged prefix is not a divergence); an observation whose log read failed leaves it alone. `committed` is the applied log id (everything applied is
-//!   committed), so commit monotonicity and state machine safety are checked on it.
+//!   purged prefix is not a divergence; any other missing entry is a gap and a violation); an
+//!   observation whose log read failed leaves it alone. `committed` is the applied log id
+//!   (everything applied is committed; after a snapshot install, the snapshot's last log id),
+//!   so commit monotonicity and state machine safety are checked on it.
 //! - At the end: per-key linearizability, isolation (list-append, serializable), the bank
 //!   invariant, durability (every acknowledged write in the state read after the last
 //!   recovery) and convergence.
@@ -117,22 +119,6 @@ impl RaftChecker {
         }
         // A failed log read (injected I/O fault) says nothing about the log: keep the mirror.
         if let Some(entries) = o.entries {
-            // Where the node's log starts: above the purged index it reports, and above
-            // anything the read skipped (a log is contiguous, so entries missing at the start
-            // of the re-read range were purged into a snapshot, possibly before the metrics
-            // said so). A purged prefix is not a divergence: drop it from the mirror.
-            let mut purged = o.purged;
-            if let Some(last) = o.last_log
-                && last >= o.from
-            {
-                // (An empty read proves nothing: the last entries may not be flushed yet.)
-                if let Some(&first) = entries.keys().next()
-                    && first > o.from
-                    && first <= last
-                {
-                    purged = purged.max(Some(first - 1));
-                }
-            }
             // Entries from `from` on were re-read: replace them; nothing beyond the last index.
             let _ = mirror.log.split_off(&o.from);
             if let Some(last) = o.last_log {
@@ -141,7 +127,11 @@ impl RaftChecker {
                 mirror.log.clear();
             }
             mirror.log.extend(entries);
-            if let Some(p) = purged {
+            // The log starts above the purged index (read from the log store after the
+            // entries, so it covers any entry a purge removed before the read saw it). A
+            // purged prefix is not a divergence: drop it. Anything else missing stays a gap,
+            // which the checker reports.
+            if let Some(p) = o.purged {
                 mirror.log = mirror.log.split_off(&(p + 1));
             }
         }
@@ -179,15 +169,17 @@ impl RaftChecker {
     /// Takes every node's new observations and checks them (one checker step per harness
     /// step).
     pub fn observe(&mut self, world: &World, violations: &mut Vec<Violation>) {
-        self.step += 1;
-        let mut batch = Vec::new();
+        let mut obs = Vec::new();
         for slot in &world.nodes {
-            let obs: Vec<NodeObs> = std::mem::take(&mut *slot.observations.borrow_mut());
-            for o in obs {
-                let observation = self.convert(o);
-                batch.push(observation);
-            }
+            obs.append(&mut slot.observations.borrow_mut());
         }
+        self.observe_step(obs, violations);
+    }
+
+    /// Checks one step's observations.
+    fn observe_step(&mut self, obs: Vec<NodeObs>, violations: &mut Vec<Violation>) {
+        self.step += 1;
+        let batch: Vec<RaftObservation> = obs.into_iter().map(|o| self.convert(o)).collect();
         if batch.is_empty() {
             return;
         }
@@ -380,5 +372,99 @@ pub fn final_checks(
             format!("{:?}", r.violations),
         ),
         Err(e) => push("liveness-progress", Verdict::Invalid, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node 1, leader of term 1, with log entries `entries` (all of term 1) re-read from
+    /// `from` up to `last`, applied up to `last`.
+    fn obs(from: u64, last: u64, entries: Option<Vec<u64>>, purged: Option<u64>) -> NodeObs {
+        NodeObs {
+            ms: 0,
+            node: 1,
+            incarnation: 1,
+            state: ServerState::Leader,
+            term: 1,
+            vote: (1, 1, true),
+            leader: Some(1),
+            last_log: Some(last),
+            applied: Some((last, 1, 1)),
+            from,
+            entries: entries.map(|r| {
+                r.into_iter()
+                    .map(|i| {
+                        (
+                            i,
+                            EntryObs {
+                                term: 1,
+                                leader: 1,
+                                payload: i,
+                            },
+                        )
+                    })
+                    .collect()
+            }),
+            purged,
+            down: false,
+        }
+    }
+
+    fn run(steps: Vec<NodeObs>) -> (RaftChecker, Vec<Violation>) {
+        let mut checker = RaftChecker::new();
+        let mut violations = Vec::new();
+        for o in steps {
+            checker.observe_step(vec![o], &mut violations);
+        }
+        (checker, violations)
+    }
+
+    fn mirrored(checker: &RaftChecker) -> Vec<u64> {
+        checker.mirrors[&1].log.keys().copied().collect()
+    }
+
+    #[test]
+    fn a_purged_prefix_leaves_the_mirror_without_a_violation() {
+        // 11..=25 were purged before the re-read saw them; the store's purged index says so.
+        let (checker, violations) = run(vec![
+            obs(0, 10, Some((1..=10).collect()), None),
+            obs(11, 30, Some((26..=30).collect()), Some(25)),
+        ]);
+        assert_eq!(violations, []);
+        assert_eq!(mirrored(&checker), (26..=30).collect::<Vec<_>>());
+        // Everything purged, the log empty: nothing is left to compare, nothing is wrong.
+        let (checker, violations) = run(vec![
+            obs(0, 10, Some((1..=10).collect()), None),
+            obs(11, 40, Some(vec![]), Some(40)),
+        ]);
+        assert_eq!(violations, []);
+        assert_eq!(mirrored(&checker), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn entries_missing_above_the_purged_index_are_a_gap() {
+        // Only 1..=5 were purged: 11..=25 vanished from the log without a purge.
+        let (_, violations) = run(vec![
+            obs(0, 10, Some((1..=10).collect()), None),
+            obs(11, 30, Some((26..=30).collect()), Some(5)),
+        ]);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].checker, "raft-safety");
+        assert!(
+            violations[0].message.contains("MalformedLog"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_log_read_keeps_the_mirror() {
+        let (checker, violations) = run(vec![
+            obs(0, 10, Some((1..=10).collect()), None),
+            obs(11, 20, None, None),
+        ]);
+        assert_eq!(violations, []);
+        assert_eq!(mirrored(&checker), (1..=10).collect::<Vec<_>>());
     }
 }

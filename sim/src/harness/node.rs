@@ -72,7 +72,8 @@ pub struct NodeObs {
     /// Those entries, up to the last log index; `None` if the read failed (an injected I/O
     /// fault): the observation then says nothing about the log.
     pub entries: Option<BTreeMap<u64, EntryObs>>,
-    /// The last log index purged into a snapshot: the log holds nothing at or below it.
+    /// The last log index purged into a snapshot: the log holds nothing at or below it (the
+    /// higher of the metrics' and, after a log read, the log store's own record).
     pub purged: Option<u64>,
     /// The incarnation ended (killed); every other field but `node`/`incarnation` is unset.
     pub down: bool,
@@ -255,6 +256,7 @@ async fn observe(
             .map(|l| (l.index, l.leader_id.term, l.leader_id.node_id));
         let from = applied_seen.map_or(0, |a| a + 1);
         let mut entries = Some(BTreeMap::new());
+        let mut purged = m.purged.map(|p| p.index);
         if let Some(last) = last_log
             && last >= from
         {
@@ -266,6 +268,15 @@ async fn observe(
                     Vec::new()
                 }
             };
+            // The store's purged index read after the entries covers every purge that removed
+            // one of them meanwhile (it is written with a purge's first deletion), so the
+            // checker can tell a purged prefix from a gap. The metrics may lag behind it.
+            if entries.is_some() {
+                match log.purged_index().await {
+                    Ok(p) => purged = purged.max(p),
+                    Err(_) => entries = None,
+                }
+            }
             for e in read {
                 let payload = match &e.payload {
                     EntryPayload::Blank => 0,
@@ -302,7 +313,7 @@ async fn observe(
             applied,
             from,
             entries,
-            purged: m.purged.map(|p| p.index),
+            purged,
             down: false,
         };
         let line = format!(
