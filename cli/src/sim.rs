@@ -185,6 +185,11 @@ fn describe(report: &RunReport) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(s, "faults: {}", faults.join(" "));
+    let _ = writeln!(
+        s,
+        "raft snapshots: built={} installed={}",
+        report.snapshots.0, report.snapshots.1
+    );
     if !report.buggify.is_empty() {
         let _ = writeln!(s, "buggify fired: {:?}", report.buggify);
     }

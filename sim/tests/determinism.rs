@@ -1,7 +1,8 @@
 //! The CI sweep: seeds 0..N (N = `ZCORE_SIM_SWEEP`, default 200), safety and liveness phases,
 //! each seed run twice in this process on `ZCORE_SIM_JOBS` threads (default: the machine's
 //! parallelism). Every run must pass every checker and both runs of a seed must produce the
-//! same trace. Prints the summary table and, for any failure, the reproduce command.
+//! same trace, and Raft snapshots must be built and installed on enough seeds. Prints the
+//! summary table and, for any failure, the reproduce command.
 
 use zcore_sim::harness::RunOptions;
 use zcore_sim::harness::determinism::reproduce_command;
@@ -55,5 +56,16 @@ fn sweep_passes_with_identical_replays() {
     assert!(
         crashes > seeds / 2,
         "too few crashes were injected: {crashes}"
+    );
+    // Raft snapshots happen: built (and the log purged) on many seeds, and installed from a
+    // leader on some, so the checkers also judged nodes brought up to date by a snapshot.
+    let (built, installed) = summary.snapshot_seeds;
+    assert!(
+        built > seeds / 4,
+        "too few seeds built a snapshot: {built} of {seeds}"
+    );
+    assert!(
+        installed >= seeds / 20,
+        "too few seeds installed a snapshot: {installed} of {seeds}"
     );
 }

@@ -96,12 +96,15 @@ pub struct SimConfig {
     /// A client gives up on an operation after this (recorded as `info`), ms.
     pub op_timeout_ms: u64,
     /// Raft builds a snapshot after this many entries since the last one
-    /// (`SnapshotPolicy::LogsSinceLast`).
+    /// (`SnapshotPolicy::LogsSinceLast`); [`SNAPSHOTS_OFF`] on seeds that never snapshot.
     pub snapshot_after_logs: u64,
     /// Log entries kept behind a snapshot (`max_in_snapshot_log_to_keep`): small, so a node
     /// that was down or cut off must catch up through a snapshot once the log is purged.
     pub logs_kept_after_snapshot: u64,
 }
+
+/// [`SimConfig::snapshot_after_logs`] of a seed that never builds a snapshot.
+pub const SNAPSHOTS_OFF: u64 = u64::MAX / 2;
 
 /// Initial balance of every bank account.
 pub const INITIAL_BALANCE: u64 = 100;
@@ -181,9 +184,16 @@ impl SimConfig {
             snapshot_after_logs: 0,
             logs_kept_after_snapshot: 0,
         };
-        // Drawn last, so every draw above is what it was before snapshots were on.
-        cfg.snapshot_after_logs = r.gen_range(10..=80);
-        cfg.logs_kept_after_snapshot = r.gen_range(0..=cfg.snapshot_after_logs / 4);
+        // Drawn last, so every draw above is what it was before snapshots were on. Most
+        // seeds snapshot and purge often, so lagging and restarted nodes catch up by snapshot
+        // install; the rest never snapshot, so long logs are replicated entry by entry.
+        if r.gen_bool(0.75) {
+            cfg.snapshot_after_logs = r.gen_range(5..=40);
+            cfg.logs_kept_after_snapshot = r.gen_range(0..=cfg.snapshot_after_logs / 4);
+        } else {
+            cfg.snapshot_after_logs = SNAPSHOTS_OFF;
+            cfg.logs_kept_after_snapshot = 1_000;
+        }
         cfg
     }
 
@@ -202,11 +212,15 @@ impl fmt::Display for SimConfig {
             "  cluster: nodes={} backend={} heartbeat={}ms election={}..{}ms",
             self.nodes, self.backend, self.heartbeat_ms, self.election_ms.0, self.election_ms.1
         )?;
-        writeln!(
-            f,
-            "  snapshots: after={} entries, keep={} entries",
-            self.snapshot_after_logs, self.logs_kept_after_snapshot
-        )?;
+        if self.snapshot_after_logs == SNAPSHOTS_OFF {
+            writeln!(f, "  snapshots: off")?;
+        } else {
+            writeln!(
+                f,
+                "  snapshots: after={} entries, keep={} entries",
+                self.snapshot_after_logs, self.logs_kept_after_snapshot
+            )?;
+        }
         writeln!(
             f,
             "  network: latency={}..{}ms curve={:.2}",

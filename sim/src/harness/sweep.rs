@@ -76,6 +76,8 @@ pub struct SweepSummary {
     pub ops: OpCounts,
     /// Raft snapshots (built, installed).
     pub snapshots: (u64, u64),
+    /// Seeds that built at least one snapshot, and that installed at least one.
+    pub snapshot_seeds: (u64, u64),
     /// Seeds with violations.
     pub violating_seeds: u64,
     /// Violations in total.
@@ -158,6 +160,8 @@ pub fn sweep(options: &SweepOptions, progress: &(dyn Fn(&SeedResult) + Sync)) ->
         summary.ops.info += r.ops.info;
         summary.snapshots.0 += r.snapshots.0;
         summary.snapshots.1 += r.snapshots.1;
+        summary.snapshot_seeds.0 += u64::from(r.snapshots.0 > 0);
+        summary.snapshot_seeds.1 += u64::from(r.snapshots.1 > 0);
         summary.violations += r.violations.len() as u64;
         if !r.violations.is_empty() {
             summary.violating_seeds += 1;
@@ -225,7 +229,10 @@ impl SweepSummary {
         row(
             &mut s,
             "raft snapshots",
-            format!("built={} installed={}", self.snapshots.0, self.snapshots.1),
+            format!(
+                "built={} installed={} (seeds: {} built, {} installed)",
+                self.snapshots.0, self.snapshots.1, self.snapshot_seeds.0, self.snapshot_seeds.1
+            ),
         );
         row(
             &mut s,
