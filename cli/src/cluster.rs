@@ -230,6 +230,8 @@ pub async fn run(args: &ClusterArgs, json: bool) -> Result<(), CliError> {
                 leader: Some((_, leader)),
             }) if leader != addr => addr = leader,
             Err(WireError::Invalid(m)) => return Err(CliError::usage(m)),
+            // As a local `get` of an unknown collection: exit 3.
+            Err(WireError::NotFound(m)) => return Err(CliError::not_found(m)),
             Err(e) => return Err(CliError::runtime(e.to_string())),
         }
     }

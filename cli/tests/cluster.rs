@@ -356,7 +356,7 @@ fn three_serve_processes_init_replicate_fail_over_and_refuse_bad_input() {
         .fails(2, &["__system"]);
     nodes
         .cluster(leader, &["get", "nope", "k"])
-        .fails(2, &["nope"]);
+        .fails(3, &["nope"]);
     let closed = format!("127.0.0.1:{}", free_port());
     let run = zstore(&["cluster", "--addr", &closed, "--timeout", "3", "status"]);
     let run = run.fails(1, &["cannot connect", &closed]);

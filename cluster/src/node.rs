@@ -394,9 +394,8 @@ impl Shared {
                 let _gate = self.sm.read_gate().read().await;
                 let read = self.sm.engine().begin_read();
                 let value = read.get(&collection, &key).await.map_err(|e| match e {
-                    TxnError::CollectionNotFound { .. } | TxnError::InvalidKey { .. } => {
-                        WireError::Invalid(e.to_string())
-                    }
+                    TxnError::CollectionNotFound { .. } => WireError::NotFound(e.to_string()),
+                    TxnError::InvalidKey { .. } => WireError::Invalid(e.to_string()),
                     other => WireError::Failed(other.to_string()),
                 })?;
                 Ok(ClientReply::Value {

@@ -140,6 +140,10 @@ pub enum WireError {
     /// A node the request names cannot be reached (nothing was changed).
     #[error("{0}")]
     PeerUnreachable(String),
+    /// What the request reads does not exist (an unknown collection). Last, so earlier
+    /// variants keep their wire tags.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Replies to client requests.
