@@ -36,6 +36,10 @@ pub enum StoreError {
     /// A snapshot file is incomplete or inconsistent.
     #[error("snapshot is invalid: {0}")]
     InvalidSnapshot(String),
+    /// An earlier apply or snapshot install failed on a storage error; the state machine
+    /// must be reopened before it is used again.
+    #[error("the state machine failed earlier and must be reopened: {0}")]
+    Failed(String),
 }
 
 impl StoreError {

@@ -23,6 +23,11 @@
 //!   are synced.
 //! - **Retries.** A request with a [`RequestId`](crate::types::RequestId) whose number the
 //!   session already used is not applied again: the recorded response is returned.
+//! - **Failures are final.** An apply or a snapshot install that fails on a storage error may
+//!   have advanced the in-memory state (applied id, sessions) past what reached the backend.
+//!   openraft stops its core on the error; the store is also marked failed, so that nothing
+//!   else (a snapshot build already waiting for the state, a later call) uses the half-applied
+//!   state: every later call fails until the store is reopened from the backend.
 //! - **Snapshots** are files (see [`crate::snapshot`]; in the simulator, the same bytes in
 //!   memory) built from the engine at the applied version while applies go on, with bounded
 //!   memory, and installed by redo: the received file is kept, a durable `installing` marker
@@ -34,8 +39,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{
@@ -131,6 +136,9 @@ struct Inner {
     gate: Arc<RwLock<()>>,
     seq: AtomicU64,
     sessions: SessionLimits,
+    /// Set when an apply or install failed on a storage error: the in-memory state may be
+    /// ahead of the backend, so every later call fails (see the module docs).
+    failed: OnceLock<String>,
 }
 
 /// The state machine store (clones share one state machine).
@@ -195,10 +203,31 @@ impl StateMachineStore {
                 gate: Arc::new(RwLock::new(())),
                 seq: AtomicU64::new(0),
                 sessions,
+                failed: OnceLock::new(),
             }),
         };
         this.load().await?;
         Ok(this)
+    }
+
+    /// `Err` once an apply or install failed (the store must be reopened).
+    fn usable(&self) -> Result<(), StoreError> {
+        match self.inner.failed.get() {
+            Some(why) => Err(StoreError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the store failed after `e` (the first failure is kept).
+    fn fail(&self, e: &StoreError) {
+        let _ = self.inner.failed.set(e.to_string());
+    }
+
+    /// Whether an apply or snapshot install failed on a storage error: the in-memory state
+    /// may be ahead of the backend, and every later call fails until the store is reopened.
+    #[must_use]
+    pub fn has_failed(&self) -> bool {
+        self.inner.failed.get().is_some()
     }
 
     /// The engine (for reads; writes go through the log).
@@ -674,6 +703,8 @@ impl StateMachineStore {
         // Capture a consistent point under the state lock: applies wait only for this.
         let (meta, clients, collections, hold, shared) = loop {
             let state = self.inner.state.lock().await;
+            // A failed apply may have left the state ahead of the data.
+            self.usable()?;
             // The gate, shared from the capture to the end of the scan, keeps installs and
             // collection drops out: the scan reads exactly the captured collections, at the
             // captured version, in the store the capture saw. Only tried under the state lock:
@@ -974,6 +1005,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> RaftResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>)> {
         let state = self.inner.state.lock().await;
+        self.usable().map_err(|e| sm_err(e, ErrorVerb::Read))?;
         Ok((state.applied, state.membership.clone()))
     }
 
@@ -983,14 +1015,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut state = self.inner.state.lock().await;
+        self.usable()
+            .map_err(|e| e.into_raft(ErrorSubject::StateMachine, ErrorVerb::Write))?;
         let mut responses = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
-            let response = self
-                .apply_one(&mut state, entry)
-                .await
-                .map_err(|e| e.into_raft(ErrorSubject::Apply(log_id), ErrorVerb::Write))?;
-            responses.push(response);
+            match self.apply_one(&mut state, entry).await {
+                Ok(response) => responses.push(response),
+                Err(e) => {
+                    // Marked while the state lock is still held: no one sees the state
+                    // this apply left half-advanced.
+                    self.fail(&e);
+                    return Err(e.into_raft(ErrorSubject::Apply(log_id), ErrorVerb::Write));
+                }
+            }
         }
         Ok(responses)
     }
@@ -1016,6 +1054,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> RaftResult<()> {
         let record = SnapshotMetaRecord::from(meta);
         let install = async {
+            self.usable()?;
             let storage = &self.inner.snapshots;
             snapshot::copy_into(storage, &record.snapshot_id, &mut snapshot).await?;
             let header = snapshot::verify(storage, &record.snapshot_id).await?;
@@ -1042,6 +1081,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Ok(())
         };
         install.await.map_err(|e| {
+            if !matches!(e, StoreError::Failed(_)) {
+                self.fail(&e);
+            }
             e.into_raft(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
@@ -1050,6 +1092,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> RaftResult<Option<Snapshot<TypeConfig>>> {
+        self.usable().map_err(|e| sm_err(e, ErrorVerb::Read))?;
         let current = self.inner.state.lock().await.current.clone();
         match current {
             None => Ok(None),

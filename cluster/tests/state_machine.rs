@@ -1,10 +1,12 @@
 //! The state machine on its own: versions are log indexes, validation is deterministic,
 //! retries are applied once, applied state and data survive a restart, a snapshot with data
-//! installs on another replica, and a snapshot build does not deadlock with a collection drop.
+//! installs on another replica, a snapshot build does not deadlock with a collection drop, and
+//! a failed apply leaves nothing half-applied in use.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -683,4 +685,178 @@ async fn snapshot_build_and_a_concurrent_collection_drop_both_finish() {
     );
     let current = other.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snapshot.meta);
+}
+
+/// A backend whose writes fail while `fail` is set (a disk returning EIO).
+#[derive(Debug)]
+struct FailingWrites {
+    inner: Arc<dyn StorageBackend>,
+    fail: AtomicBool,
+}
+
+impl FailingWrites {
+    fn check(&self) -> Result<(), zcore_engine::BackendError> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(zcore_engine::BackendError::engine(
+                self.inner.kind(),
+                "write",
+                None,
+                std::io::Error::other("injected I/O error"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl StorageBackend for FailingWrites {
+    fn kind(&self) -> zcore_engine::BackendKind {
+        self.inner.kind()
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+    async fn create_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<bool, zcore_engine::BackendError> {
+        self.check()?;
+        self.inner.create_collection(name).await
+    }
+    async fn open_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<(), zcore_engine::BackendError> {
+        self.inner.open_collection(name).await
+    }
+    async fn list_collections(&self) -> Result<Vec<CollectionName>, zcore_engine::BackendError> {
+        self.inner.list_collections().await
+    }
+    async fn drop_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<bool, zcore_engine::BackendError> {
+        self.check()?;
+        self.inner.drop_collection(name).await
+    }
+    async fn get(
+        &self,
+        name: &CollectionName,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, zcore_engine::BackendError> {
+        self.inner.get(name, key).await
+    }
+    async fn seek(
+        &self,
+        name: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, zcore_engine::BackendError> {
+        self.inner.seek(name, start, end).await
+    }
+    async fn scan(
+        &self,
+        name: &CollectionName,
+        request: &zcore_engine::ScanRequest,
+    ) -> Result<zcore_engine::ScanPage, zcore_engine::BackendError> {
+        self.inner.scan(name, request).await
+    }
+    async fn write(
+        &self,
+        batch: zcore_engine::WriteBatch,
+        durability: zcore_engine::Durability,
+    ) -> Result<(), zcore_engine::BackendError> {
+        self.check()?;
+        self.inner.write(batch, durability).await
+    }
+    async fn sync(&self) -> Result<(), zcore_engine::BackendError> {
+        self.check()?;
+        self.inner.sync().await
+    }
+    async fn stats(&self) -> Result<zcore_engine::BackendStats, zcore_engine::BackendError> {
+        self.inner.stats().await
+    }
+    async fn close(&self) -> Result<(), zcore_engine::BackendError> {
+        self.inner.close().await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_apply_is_final_until_reopened() {
+    let dir = TempDir::new().unwrap();
+    let backend = Arc::new(FailingWrites {
+        inner: Arc::new(zcore_backends::MemoryBackend::new()),
+        fail: AtomicBool::new(false),
+    });
+    let open = || {
+        let backend: Arc<dyn StorageBackend> = backend.clone();
+        let options = EngineOptions {
+            gc_interval: None,
+            ..EngineOptions::default()
+        };
+        StateMachineStore::open(backend, dir.path().join("snapshots"), options)
+    };
+    let mut sm = open().await.unwrap();
+    let create = Request {
+        id: None,
+        command: Command::CreateCollection("kv".into()),
+    };
+    let write_b = || Request {
+        id: None,
+        command: write(2, "b", "2"),
+    };
+    sm.apply([entry(1, create), entry(2, req(1, 1, write(1, "a", "1")))])
+        .await
+        .unwrap();
+    // The disk fails the write of entry 3: the apply fails, and with it the store. Its
+    // in-memory state went past the data (applied id 3, the session of client 2), so
+    // neither openraft nor a snapshot build may see it any more.
+    backend.fail.store(true, Ordering::Relaxed);
+    let err = sm
+        .apply([entry(3, req(2, 1, write(2, "b", "2")))])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected I/O error"), "{err}");
+    backend.fail.store(false, Ordering::Relaxed);
+    let applied = sm.applied_state().await.map(|(a, _)| a.map(|l| l.index));
+    assert!(
+        !matches!(applied, Ok(Some(3))),
+        "the applied state claims entry 3, whose data was never written"
+    );
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .map(|s| s.meta.last_log_id.map(|l| l.index));
+    assert!(
+        !matches!(built, Ok(Some(3))),
+        "a snapshot claims entry 3 without its data"
+    );
+    assert!(sm.has_failed());
+    assert!(applied.is_err() && built.is_err());
+    assert!(sm.apply([entry(3, write_b())]).await.is_err());
+    assert_eq!(get(&sm, "b").await, None, "nothing of entry 3 is visible");
+    drop(sm);
+
+    // Reopened from the backend: applied through 2; entry 3 applies again and is kept.
+    let mut sm = open().await.unwrap();
+    assert!(!sm.has_failed());
+    assert_eq!(
+        sm.applied_state().await.unwrap().0.map(|l| l.index),
+        Some(2)
+    );
+    let r = sm
+        .apply([entry(3, req(2, 1, write(2, "b", "2")))])
+        .await
+        .unwrap();
+    assert_eq!(r[0].outcome, Outcome::Committed { version: 3 });
+    assert_eq!(get(&sm, "b").await.as_deref(), Some("2"));
+    let snapshot = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
 }
