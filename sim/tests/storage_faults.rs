@@ -321,3 +321,162 @@ fn redb_lying_sync_loses_the_synced_commit() {
         "{seen:?}"
     );
 }
+
+// --- Run-time faults (`DiskControl`): the cluster harness's disk-fault episodes ---
+
+async fn big_put(b: &dyn StorageBackend, key: &str, bytes: usize) -> Result<(), String> {
+    let mut batch = WriteBatch::new();
+    batch.put(&col(), key.as_bytes().to_vec(), vec![7u8; bytes]);
+    b.write(batch, Durability::Synced)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn memory_control_io_errors_switch_on_and_off() {
+    block_on(async {
+        let disk = memory_disk(DiskFaults::default(), false);
+        let b = open_memory(&disk);
+        b.create_collection(&col()).await.unwrap();
+        put(&*b, "a", Durability::Synced).await.unwrap();
+        assert_eq!(disk.control().injected(), 0);
+        disk.control().set_io_errors(1.0);
+        assert!(disk.control().is_active());
+        let err = put(&*b, "b", Durability::Buffered).await.unwrap_err();
+        assert!(err.contains("EIO"), "{err}");
+        assert!(b.get(&col(), b"a").await.is_err(), "reads fail too");
+        assert!(try_keys(&*b).await.is_err(), "scans fail too");
+        assert!(b.sync().await.is_err(), "syncs fail too");
+        assert!(disk.control().injected() >= 4);
+        // Off again: the same backend works, and the failed write applied nothing.
+        disk.control().clear();
+        assert!(!disk.control().is_active());
+        assert_eq!(keys(&*b).await, ["a"]);
+        put(&*b, "c", Durability::Synced).await.unwrap();
+        // The switch belongs to the disk: a new incarnation sees it too.
+        disk.control().set_io_errors(1.0);
+        let b = open_memory(&disk);
+        assert!(b.get(&col(), b"a").await.is_err());
+        disk.control().clear();
+        assert_eq!(keys(&*b).await, ["a", "c"]);
+    });
+}
+
+#[test]
+fn memory_control_full_disk_refuses_growth_beyond_the_slack() {
+    block_on(async {
+        let disk = memory_disk(DiskFaults::default(), false);
+        let b = open_memory(&disk);
+        b.create_collection(&col()).await.unwrap();
+        big_put(&*b, "a", 1_000).await.unwrap();
+        disk.control().set_full(100);
+        // Within the slack.
+        big_put(&*b, "b", 50).await.unwrap();
+        let err = big_put(&*b, "c", 100).await.unwrap_err();
+        assert!(err.contains("no space"), "{err}");
+        assert_eq!(disk.control().injected(), 1);
+        // Shrinking and deleting still work; the capacity stays where it was fixed.
+        big_put(&*b, "a", 10).await.unwrap();
+        big_put(&*b, "c", 100).await.unwrap();
+        let mut batch = WriteBatch::new();
+        batch.delete(&col(), b"c".to_vec());
+        b.write(batch, Durability::Synced).await.unwrap();
+        assert!(big_put(&*b, "d", 2_000).await.is_err());
+        disk.control().clear();
+        big_put(&*b, "d", 2_000).await.unwrap();
+        assert_eq!(keys(&*b).await, ["a", "b", "d"]);
+    });
+}
+
+/// One redb host driven by `script` (in the host, with the disk), then the results.
+fn redb_script(
+    script: fn(SimDisk) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>>>>,
+) -> Vec<String> {
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(5)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .simulation_duration(Duration::from_secs(60));
+    let mut sim = builder.build();
+    let disk = SimDisk::new(SimDiskOptions::default());
+    let out: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let (disk, out) = (disk.clone(), Arc::clone(&out));
+        sim.client("node", async move {
+            let result = script(disk).await;
+            *out.lock().unwrap() = result;
+            Ok(())
+        });
+    }
+    sim.run().unwrap();
+    disk.mark_dead();
+    drop(sim);
+    out.lock().unwrap().clone()
+}
+
+fn open_redb(disk: &SimDisk) -> Arc<dyn StorageBackend> {
+    let dead = disk.start_incarnation();
+    open_backend_now(SimBackendKind::Redb, disk, dead).unwrap()
+}
+
+#[test]
+fn redb_control_io_errors_fail_the_database_until_reopened() {
+    let seen = redb_script(|disk| {
+        Box::pin(async move {
+            let mut seen = Vec::new();
+            let b = open_redb(&disk);
+            b.create_collection(&col()).await.unwrap();
+            put(&*b, "a", Durability::Synced).await.unwrap();
+            disk.control().set_io_errors(1.0);
+            seen.push(format!("{:?}", put(&*b, "b", Durability::Synced).await));
+            disk.control().clear();
+            // redb latches the I/O error: this database fails until it is reopened.
+            seen.push(format!("{:?}", put(&*b, "c", Durability::Synced).await));
+            seen.push(format!("injected={}", disk.control().injected()));
+            disk.mark_dead();
+            drop(b);
+            let b = open_redb(&disk);
+            seen.push(format!("{:?}", try_keys(&*b).await));
+            disk.mark_dead();
+            seen
+        })
+    });
+    assert!(
+        seen[0].contains("Err") && seen[0].contains("EIO"),
+        "{seen:?}"
+    );
+    assert!(seen[1].contains("Err"), "{seen:?}");
+    assert_eq!(seen[2], "injected=1", "{seen:?}");
+    assert_eq!(seen[3], r#"Ok(["a"])"#, "{seen:?}");
+}
+
+#[test]
+fn redb_control_full_disk_refuses_to_grow_the_file() {
+    let seen = redb_script(|disk| {
+        Box::pin(async move {
+            let mut seen = Vec::new();
+            let b = open_redb(&disk);
+            b.create_collection(&col()).await.unwrap();
+            put(&*b, "a", Durability::Synced).await.unwrap();
+            disk.control().set_full(4_096);
+            // Far more than the slack: the file must grow.
+            seen.push(format!("{:?}", big_put(&*b, "big", 1 << 20).await));
+            seen.push(format!("injected={}", disk.control().injected()));
+            disk.control().clear();
+            disk.mark_dead();
+            drop(b);
+            let b = open_redb(&disk);
+            seen.push(format!("{:?}", try_keys(&*b).await));
+            seen.push(format!("{:?}", big_put(&*b, "big", 1 << 20).await));
+            disk.mark_dead();
+            seen
+        })
+    });
+    assert!(
+        seen[0].contains("Err") && seen[0].contains("no space"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[1], "injected=1", "{seen:?}");
+    assert_eq!(seen[2], r#"Ok(["a"])"#, "{seen:?}");
+    assert_eq!(seen[3], "Ok(())", "{seen:?}");
+}

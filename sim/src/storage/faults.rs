@@ -1,6 +1,7 @@
 //! Seeded disk faults and the small deterministic generator that draws them.
 
-use std::sync::Mutex;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// SplitMix64: a tiny, fast, seedable generator. Every random choice in the storage and crash
 /// modules comes from one of these, seeded from the run seed — never from the OS.
@@ -116,6 +117,162 @@ impl DiskFaults {
         if let Some(block) = self.torn_write_block.filter(|b| *b > 0) {
             fs.block_size(block);
         }
+    }
+}
+
+/// Disk faults switched on and off while a simulation runs, on top of the fixed
+/// [`DiskFaults`] a disk was created with: the cluster harness's disk-fault episodes (one node's
+/// disk returns I/O errors, or is full, for a window of simulated time).
+///
+/// One per [`SimDisk`](super::SimDisk) ([`SimDisk::control`](super::SimDisk::control)),
+/// shared by every backend opened on it, in every incarnation; cloning shares it. Both
+/// simulated backends honour it: [`SimRedbBackend`](super::SimRedbBackend) in its file
+/// layer (every `read`, `write`, `set_len` and `sync_data` redb makes), and
+/// [`SimMemoryBackend`](super::SimMemoryBackend) in every read, write, sync, collection
+/// create and drop. I/O errors are drawn from the disk's seeded generator, so a run stays a
+/// function of its seed; with everything off nothing is drawn.
+#[derive(Clone, Debug, Default)]
+pub struct DiskControl(Arc<Mutex<ControlState>>);
+
+#[derive(Debug, Default)]
+struct ControlState {
+    /// Probability that one I/O fails with EIO.
+    io_error_probability: f64,
+    /// Full disk: bytes allowed beyond the usage seen first after switching it on.
+    full_slack: Option<u64>,
+    /// The capacity, fixed at the first capacity check after switching the full disk on.
+    full_limit: Option<u64>,
+    /// Errors injected so far (EIO and ENOSPC), over the disk's life.
+    injected: u64,
+}
+
+/// What kind of I/O a backend is about to do (for messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+    Sync,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+impl DiskControl {
+    /// No runtime faults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ControlState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// From now on every read, write and sync fails with EIO with probability `p`
+    /// (`0` switches I/O errors off).
+    pub fn set_io_errors(&self, p: f64) {
+        self.lock().io_error_probability = p.clamp(0.0, 1.0);
+    }
+
+    /// From now on the disk is full: writes that would grow the store more than `slack` bytes
+    /// beyond its usage at the next write fail with ENOSPC (writes within the space already
+    /// used, and deletes, still succeed).
+    pub fn set_full(&self, slack: u64) {
+        let mut state = self.lock();
+        state.full_slack = Some(slack);
+        state.full_limit = None;
+    }
+
+    /// Switches every runtime fault off (the injected count stays).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.io_error_probability = 0.0;
+        state.full_slack = None;
+        state.full_limit = None;
+    }
+
+    /// Whether any runtime fault is on.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        let state = self.lock();
+        state.io_error_probability > 0.0 || state.full_slack.is_some()
+    }
+
+    /// How many errors were injected so far (EIO and ENOSPC, over the disk's life).
+    #[must_use]
+    pub fn injected(&self) -> u64 {
+        self.lock().injected
+    }
+
+    /// Draws whether this `access` fails with EIO; counts it if so.
+    pub(crate) fn io_error(&self, rng: &SharedRng, access: Access) -> Result<(), io::Error> {
+        let mut state = self.lock();
+        let p = state.io_error_probability;
+        if p > 0.0 && rng.chance(p) {
+            state.injected += 1;
+            return Err(io::Error::other(format!(
+                "injected I/O error (EIO) on {}",
+                access.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether growing the store from `usage` to `wanted` bytes is refused by a full disk;
+    /// the capacity is `usage + slack` at the first check after [`set_full`](Self::set_full).
+    /// Counts a refusal.
+    pub(crate) fn check_space(&self, usage: u64, wanted: u64) -> Result<(), io::Error> {
+        let mut state = self.lock();
+        let Some(slack) = state.full_slack else {
+            return Ok(());
+        };
+        let limit = *state
+            .full_limit
+            .get_or_insert_with(|| usage.saturating_add(slack));
+        if wanted > usage && wanted > limit {
+            state.injected += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("no space left on device (ENOSPC, injected): {wanted} > {limit} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a backend needs to honour its disk's [`DiskControl`].
+#[derive(Clone, Debug)]
+pub(crate) struct RuntimeFaults {
+    pub(crate) control: DiskControl,
+    pub(crate) rng: Arc<SharedRng>,
+}
+
+impl RuntimeFaults {
+    /// A switch that is never turned on.
+    pub(crate) fn off() -> Self {
+        Self {
+            control: DiskControl::new(),
+            rng: Arc::new(SharedRng::new(0)),
+        }
+    }
+
+    /// EIO for this `access`, drawn if I/O errors are on.
+    pub(crate) fn io_error(&self, access: Access) -> Result<(), io::Error> {
+        self.control.io_error(&self.rng, access)
+    }
+
+    /// ENOSPC if the disk is full and the store would grow from `usage` to `wanted` bytes.
+    pub(crate) fn check_space(&self, usage: u64, wanted: u64) -> Result<(), io::Error> {
+        self.control.check_space(usage, wanted)
     }
 }
 

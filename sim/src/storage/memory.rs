@@ -12,7 +12,7 @@ use zcore_engine::{
     Durability, ScanPage, ScanRequest, StorageBackend, WriteBatch,
 };
 
-use super::faults::SharedRng;
+use super::faults::{Access, RuntimeFaults};
 use super::{DeadFlag, DiskFaults};
 
 /// The kind name the simulated memory backend reports.
@@ -112,9 +112,16 @@ impl MemoryImage {
 /// [`close`](StorageBackend::close) make everything written so far durable. A crash
 /// ([`SimDisk::power_loss`](super::SimDisk::power_loss)) replaces the volatile image by the
 /// durable one; a process restart keeps it.
+///
+/// Faults: the fixed [`DiskFaults`] (early sync, EIO on writes and syncs, capacity), and the
+/// disk's run-time [`DiskControl`](super::DiskControl): EIO on reads, writes, syncs and
+/// collection create/drop, and a full disk (capacity = the volatile image's bytes when it was
+/// switched on, plus the slack). A write refused by a fault applies nothing; a failed sync
+/// leaves what was written in the volatile image only (as a failed `fsync` leaves the page
+/// cache).
 pub struct SimMemoryBackend {
     image: Arc<Mutex<MemoryImage>>,
-    rng: Arc<SharedRng>,
+    runtime: RuntimeFaults,
     faults: DiskFaults,
     lying_sync: bool,
     dead: DeadFlag,
@@ -148,14 +155,14 @@ fn not_found(name: &CollectionName) -> BackendError {
 impl SimMemoryBackend {
     pub(crate) fn new(
         image: Arc<Mutex<MemoryImage>>,
-        rng: Arc<SharedRng>,
+        runtime: RuntimeFaults,
         faults: DiskFaults,
         lying_sync: bool,
         dead: DeadFlag,
     ) -> Self {
         Self {
             image,
-            rng,
+            runtime,
             faults,
             lying_sync,
             dead,
@@ -177,11 +184,24 @@ impl SimMemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
+    /// A run-time I/O error for `access` (the disk's [`DiskControl`](super::DiskControl)).
+    fn runtime_io(
+        &self,
+        operation: &'static str,
+        collection: Option<&CollectionName>,
+        access: Access,
+    ) -> Result<(), BackendError> {
+        self.runtime
+            .io_error(access)
+            .map_err(|e| BackendError::engine(KIND, operation, collection, e))
+    }
+
     /// Makes everything written so far durable, unless the sync lies or fails.
     fn sync_image(&self, image: &mut MemoryImage) -> Result<(), BackendError> {
-        if self.rng.chance(self.faults.io_error_probability) {
+        if self.runtime.rng.chance(self.faults.io_error_probability) {
             return Err(fault("sync", None, "injected I/O error (EIO) on sync"));
         }
+        self.runtime_io("sync", None, Access::Sync)?;
         if !self.lying_sync {
             image.flush();
         }
@@ -191,7 +211,7 @@ impl SimMemoryBackend {
     /// Records an applied change: pending, then maybe flushed early by the "OS".
     fn note_change(&self, image: &mut MemoryImage, change: Change) {
         image.pending.push(change);
-        if self.rng.chance(self.faults.early_sync_probability) {
+        if self.runtime.rng.chance(self.faults.early_sync_probability) {
             image.flush();
         }
     }
@@ -220,13 +240,14 @@ impl StorageBackend for SimMemoryBackend {
         if image.volatile.contains_key(name) {
             return Ok(false);
         }
-        if self.rng.chance(self.faults.io_error_probability) {
+        if self.runtime.rng.chance(self.faults.io_error_probability) {
             return Err(fault(
                 "create collection",
                 Some(name),
                 "injected I/O error (EIO)",
             ));
         }
+        self.runtime_io("create collection", Some(name), Access::Write)?;
         image.volatile.insert(name.clone(), Collection::new());
         self.note_change(&mut image, Change::Create(name.clone()));
         // Like redb, creating a collection is a durable commit.
@@ -246,6 +267,10 @@ impl StorageBackend for SimMemoryBackend {
 
     async fn drop_collection(&self, name: &CollectionName) -> Result<bool, BackendError> {
         let mut image = self.live("drop collection")?;
+        if !image.volatile.contains_key(name) {
+            return Ok(false);
+        }
+        self.runtime_io("drop collection", Some(name), Access::Write)?;
         let Some(removed) = image.volatile.remove(name) else {
             return Ok(false);
         };
@@ -266,7 +291,9 @@ impl StorageBackend for SimMemoryBackend {
     ) -> Result<Option<Vec<u8>>, BackendError> {
         check_key(name, key)?;
         let image = self.live("get")?;
-        Ok(collection(&image.volatile, name)?.get(key).cloned())
+        let map = collection(&image.volatile, name)?;
+        self.runtime_io("get", Some(name), Access::Read)?;
+        Ok(map.get(key).cloned())
     }
 
     async fn seek(
@@ -280,6 +307,7 @@ impl StorageBackend for SimMemoryBackend {
         if start > end {
             return Ok(None);
         }
+        self.runtime_io("seek", Some(name), Access::Read)?;
         Ok(map
             .range::<[u8], _>((Bound::Included(start), Bound::Included(end)))
             .next()
@@ -297,6 +325,7 @@ impl StorageBackend for SimMemoryBackend {
         if request.range.is_empty_by_bounds() {
             return Ok(ScanPage::default());
         }
+        self.runtime_io("scan", Some(name), Access::Read)?;
         let range = map.range::<[u8], _>(request.range.as_slices());
         let clone = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
         let entries = match request.direction {
@@ -315,9 +344,10 @@ impl StorageBackend for SimMemoryBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        if self.rng.chance(self.faults.io_error_probability) {
+        if self.runtime.rng.chance(self.faults.io_error_probability) {
             return Err(fault("write batch", None, "injected I/O error (EIO)"));
         }
+        self.runtime_io("write batch", None, Access::Write)?;
         // Size after the batch, for the capacity check (later operations on a key win).
         let mut delta: i128 = 0;
         let mut seen: BTreeMap<(&CollectionName, &[u8]), Option<usize>> = BTreeMap::new();
@@ -349,6 +379,11 @@ impl StorageBackend for SimMemoryBackend {
                 None,
                 &format!("no space left on device (ENOSPC): {new_bytes} > {capacity} bytes"),
             ));
+        }
+        if delta > 0 {
+            self.runtime
+                .check_space(image.volatile_bytes, new_bytes)
+                .map_err(|e| BackendError::engine(KIND, "write batch", None, e))?;
         }
         drop(seen);
         let ops = batch.into_ops();

@@ -12,6 +12,10 @@
 //!   everything written so far durable; seeded faults ([`DiskFaults`]) add random early
 //!   syncs, I/O errors and a full disk.
 //!
+//! Besides the fixed [`DiskFaults`] of a disk, its [`DiskControl`] switches I/O errors and a
+//! full disk on and off while the simulation runs (the cluster harness's disk-fault
+//! episodes); both backends honour it.
+//!
 //! fjall cannot run here (it starts its own threads and uses `std::fs` directly); it is covered
 //! by the process-kill test `backends/tests/kill.rs`.
 //!
@@ -63,11 +67,11 @@ use std::sync::{Arc, Mutex};
 
 use zcore_engine::{BackendError, StorageBackend};
 
-pub use faults::{DiskFaults, SimRng};
+pub use faults::{DiskControl, DiskFaults, SimRng};
 pub use memory::{SIM_MEMORY_KIND, SimMemoryBackend};
 pub use redb::{SIM_REDB_KIND, SimRedbBackend};
 
-use faults::SharedRng;
+use faults::{RuntimeFaults, SharedRng};
 use memory::MemoryImage;
 
 /// Which simulated backend a node runs.
@@ -155,6 +159,7 @@ struct DiskInner {
     options: SimDiskOptions,
     memory: Arc<Mutex<MemoryImage>>,
     rng: Arc<SharedRng>,
+    control: DiskControl,
     current: Mutex<DeadFlag>,
     incarnations: AtomicU64,
     power_losses: AtomicU64,
@@ -162,7 +167,8 @@ struct DiskInner {
 
 /// The per-node durable state that survives crash and bounce: created by the harness outside
 /// the host closure and captured by it (cloning shares it). Holds the memory backend's images,
-/// the fault generator, the redb file's location, and the current incarnation's [`DeadFlag`].
+/// the fault generator and run-time fault switch ([`DiskControl`]), the redb file's location,
+/// and the current incarnation's [`DeadFlag`].
 /// redb's bytes themselves live in turmoil's per-host filesystem.
 #[derive(Clone, Debug)]
 pub struct SimDisk {
@@ -179,6 +185,7 @@ impl SimDisk {
                 options,
                 memory: Arc::new(Mutex::new(MemoryImage::default())),
                 rng,
+                control: DiskControl::new(),
                 current: Mutex::new(DeadFlag::new()),
                 incarnations: AtomicU64::new(0),
                 power_losses: AtomicU64::new(0),
@@ -190,6 +197,13 @@ impl SimDisk {
     #[must_use]
     pub fn options(&self) -> &SimDiskOptions {
         &self.inner.options
+    }
+
+    /// The disk's run-time fault switch (I/O errors, full disk), shared by every backend
+    /// opened on it in every incarnation.
+    #[must_use]
+    pub fn control(&self) -> &DiskControl {
+        &self.inner.control
     }
 
     /// Where the redb file lives on the host's simulated filesystem.
@@ -324,15 +338,22 @@ pub fn open_backend_now(
     }
     let options = &disk.inner.options;
     Ok(match kind {
-        SimBackendKind::Redb => Arc::new(SimRedbBackend::open(
+        SimBackendKind::Redb => Arc::new(SimRedbBackend::open_with(
             &disk.redb_path(),
             options.redb_cache_bytes,
             options.lying_sync,
             dead,
+            RuntimeFaults {
+                control: disk.inner.control.clone(),
+                rng: Arc::clone(&disk.inner.rng),
+            },
         )?),
         SimBackendKind::Memory => Arc::new(SimMemoryBackend::new(
             Arc::clone(&disk.inner.memory),
-            Arc::clone(&disk.inner.rng),
+            RuntimeFaults {
+                control: disk.inner.control.clone(),
+                rng: Arc::clone(&disk.inner.rng),
+            },
             options.faults.clone(),
             options.lying_sync,
             dead,

@@ -28,6 +28,7 @@ use zcore_engine::{
     Durability, ScanPage, ScanRequest, StorageBackend, WriteBatch,
 };
 
+use super::faults::{Access, RuntimeFaults};
 use super::{DeadFlag, SimStorageError};
 
 /// The kind name the simulated redb backend reports.
@@ -40,12 +41,17 @@ fn table(name: &CollectionName) -> TableDefinition<'_, Bytes, Bytes> {
     TableDefinition::new(name.as_str())
 }
 
-/// redb's file, on turmoil's disk, refusing all I/O once the node is dead.
+/// redb's file, on turmoil's disk, refusing all I/O once the node is dead, and failing I/O
+/// while its disk's [`DiskControl`](super::DiskControl) says so: EIO on any read, write,
+/// resize or sync (nothing is done), ENOSPC on a write or resize that would grow the file
+/// beyond a full disk's capacity (nothing is written). redb latches the first I/O error and
+/// fails everything after it until the database is reopened.
 #[derive(Debug)]
 pub(crate) struct SimFile {
     file: simfs::File,
     dead: DeadFlag,
     lying_sync: bool,
+    faults: RuntimeFaults,
 }
 
 impl SimFile {
@@ -55,6 +61,15 @@ impl SimFile {
         } else {
             Ok(())
         }
+    }
+
+    /// A full disk refuses to grow the file to `end` bytes.
+    fn space_for(&self, end: u64) -> io::Result<()> {
+        if !self.faults.control.is_active() {
+            return Ok(());
+        }
+        let len = self.file.metadata()?.len();
+        self.faults.check_space(len, end)
     }
 }
 
@@ -66,16 +81,20 @@ impl redb::StorageBackend for SimFile {
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
         self.live()?;
+        self.faults.io_error(Access::Read)?;
         self.file.read_exact_at(out, offset)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.live()?;
+        self.faults.io_error(Access::Write)?;
+        self.space_for(len)?;
         self.file.set_len(len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
         self.live()?;
+        self.faults.io_error(Access::Sync)?;
         if self.lying_sync {
             // Negative control: claim durability without making anything durable.
             return Ok(());
@@ -85,6 +104,8 @@ impl redb::StorageBackend for SimFile {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.live()?;
+        self.faults.io_error(Access::Write)?;
+        self.space_for(offset.saturating_add(data.len() as u64))?;
         self.file.write_all_at(data, offset)
     }
 }
@@ -154,6 +175,17 @@ impl SimRedbBackend {
         lying_sync: bool,
         dead: DeadFlag,
     ) -> Result<Self, SimStorageError> {
+        Self::open_with(path, cache_bytes, lying_sync, dead, RuntimeFaults::off())
+    }
+
+    /// [`open`](Self::open) with the file layer honouring a disk's run-time faults.
+    pub(crate) fn open_with(
+        path: &Path,
+        cache_bytes: usize,
+        lying_sync: bool,
+        dead: DeadFlag,
+        faults: RuntimeFaults,
+    ) -> Result<Self, SimStorageError> {
         if dead.is_dead() {
             return Err(SimStorageError::Dead);
         }
@@ -176,6 +208,7 @@ impl SimRedbBackend {
             file,
             dead,
             lying_sync,
+            faults,
         };
         let open_err = |source: redb::Error| SimStorageError::Open {
             path: path.to_path_buf(),
