@@ -388,10 +388,11 @@ fn memory_control_full_disk_refuses_growth_beyond_the_slack() {
     });
 }
 
-/// One redb host driven by `script` (in the host, with the disk), then the results.
-fn redb_script(
-    script: fn(SimDisk) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>>>>,
-) -> Vec<String> {
+/// A script run inside a turmoil client on a disk; returns what it saw.
+type Script = fn(SimDisk) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>>>>;
+
+/// One redb client driven by `script` (inside the simulation, with the disk), then the results.
+fn redb_script(script: Script) -> Vec<String> {
     let mut builder = turmoil::Builder::new();
     builder
         .rng_seed(5)

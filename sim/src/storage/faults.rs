@@ -1,5 +1,6 @@
 //! Seeded disk faults and the small deterministic generator that draws them.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -144,6 +145,21 @@ struct ControlState {
     full_limit: Option<u64>,
     /// Errors injected so far (EIO and ENOSPC), over the disk's life.
     injected: u64,
+    /// redb's file: the file-system blocks ever written, i.e. allocated (redb extends its
+    /// file with `set_len`, which allocates nothing in a sparse file, and fills the new space
+    /// page by page; rewriting a block needs no new space).
+    written_blocks: BTreeSet<u64>,
+}
+
+/// File-system block size of the simulated disk (allocation unit of a sparse file).
+const FS_BLOCK: u64 = 4096;
+
+/// The blocks `offset..offset + len` touches.
+fn blocks(offset: u64, len: u64) -> std::ops::Range<u64> {
+    if len == 0 {
+        return 0..0;
+    }
+    offset / FS_BLOCK..(offset.saturating_add(len) - 1) / FS_BLOCK + 1
 }
 
 /// What kind of I/O a backend is about to do (for messages).
@@ -185,7 +201,10 @@ impl DiskControl {
 
     /// From now on the disk is full: writes that would grow the store more than `slack` bytes
     /// beyond its usage at the next write fail with ENOSPC (writes within the space already
-    /// used, and deletes, still succeed).
+    /// used, and deletes, still succeed). Usage is what the store allocated: for the memory
+    /// backend the key and value bytes of its volatile image, for redb the 4 KiB blocks of
+    /// its file that were ever written (a sparse file: extending it allocates nothing,
+    /// writing into the extension does, rewriting a block does not).
     pub fn set_full(&self, slack: u64) {
         let mut state = self.lock();
         state.full_slack = Some(slack);
@@ -273,6 +292,38 @@ impl RuntimeFaults {
     /// ENOSPC if the disk is full and the store would grow from `usage` to `wanted` bytes.
     pub(crate) fn check_space(&self, usage: u64, wanted: u64) -> Result<(), io::Error> {
         self.control.check_space(usage, wanted)
+    }
+
+    /// redb's file layer, before writing `len` bytes at `offset`: ENOSPC if the disk is full
+    /// and the blocks the write allocates (those never written before, see
+    /// [`note_write`](Self::note_write)) exceed what the capacity allows.
+    pub(crate) fn check_file_write(&self, offset: u64, len: u64) -> Result<(), io::Error> {
+        let (usage, wanted) = {
+            let state = self.control.lock();
+            if state.full_slack.is_none() {
+                return Ok(());
+            }
+            let fresh = blocks(offset, len)
+                .filter(|b| !state.written_blocks.contains(b))
+                .count() as u64;
+            let usage = state.written_blocks.len() as u64 * FS_BLOCK;
+            (usage, usage + fresh * FS_BLOCK)
+        };
+        self.control.check_space(usage, wanted)
+    }
+
+    /// redb's file layer, after `len` bytes at `offset` were written.
+    pub(crate) fn note_write(&self, offset: u64, len: u64) {
+        let mut state = self.control.lock();
+        state.written_blocks.extend(blocks(offset, len));
+    }
+
+    /// redb's file layer, after the file was cut to (or extended to) `len` bytes: blocks
+    /// beyond it are free again.
+    pub(crate) fn note_truncate(&self, len: u64) {
+        let mut state = self.control.lock();
+        let first_free = len.div_ceil(FS_BLOCK);
+        let _ = state.written_blocks.split_off(&first_free);
     }
 }
 

@@ -43,9 +43,10 @@ fn table(name: &CollectionName) -> TableDefinition<'_, Bytes, Bytes> {
 
 /// redb's file, on turmoil's disk, refusing all I/O once the node is dead, and failing I/O
 /// while its disk's [`DiskControl`](super::DiskControl) says so: EIO on any read, write,
-/// resize or sync (nothing is done), ENOSPC on a write or resize that would grow the file
-/// beyond a full disk's capacity (nothing is written). redb latches the first I/O error and
-/// fails everything after it until the database is reopened.
+/// resize or sync (nothing is done), ENOSPC on a write into blocks of the file that were
+/// never written (a sparse file: the extension by `set_len` allocates nothing) beyond what a
+/// full disk allows (nothing is written). redb latches the first I/O error and fails
+/// everything after it until the database is reopened.
 #[derive(Debug)]
 pub(crate) struct SimFile {
     file: simfs::File,
@@ -61,15 +62,6 @@ impl SimFile {
         } else {
             Ok(())
         }
-    }
-
-    /// A full disk refuses to grow the file to `end` bytes.
-    fn space_for(&self, end: u64) -> io::Result<()> {
-        if !self.faults.control.is_active() {
-            return Ok(());
-        }
-        let len = self.file.metadata()?.len();
-        self.faults.check_space(len, end)
     }
 }
 
@@ -88,8 +80,9 @@ impl redb::StorageBackend for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.live()?;
         self.faults.io_error(Access::Write)?;
-        self.space_for(len)?;
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        self.faults.note_truncate(len);
+        Ok(())
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -105,8 +98,11 @@ impl redb::StorageBackend for SimFile {
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.live()?;
         self.faults.io_error(Access::Write)?;
-        self.space_for(offset.saturating_add(data.len() as u64))?;
-        self.file.write_all_at(data, offset)
+        let len = data.len() as u64;
+        self.faults.check_file_write(offset, len)?;
+        self.file.write_all_at(data, offset)?;
+        self.faults.note_write(offset, len);
+        Ok(())
     }
 }
 
