@@ -40,6 +40,12 @@ pub struct FaultWeights {
     pub crash: u32,
     /// Power loss of the current leader.
     pub crash_leader: u32,
+    /// Disk-fault episode: one node's disk fails reads, writes and syncs with EIO at a drawn
+    /// probability for a window; a node stopped by it is restarted when the window ends.
+    pub disk_eio: u32,
+    /// Disk-fault episode: one node's disk is full (ENOSPC beyond its usage plus a small
+    /// slack) for a window; a node stopped by it is restarted when the window ends.
+    pub disk_full: u32,
 }
 
 /// Simulated-disk faults (turmoil's `FsConfig`), applied to every node.
@@ -142,6 +148,9 @@ impl SimConfig {
             bounce: w(&mut r, 0.7, 3),
             crash: w(&mut r, 0.8, 4),
             crash_leader: w(&mut r, 0.7, 3),
+            // Drawn last (below), so that the draws above stay what they were.
+            disk_eio: 0,
+            disk_full: 0,
         };
         let disk = DiskFaults {
             sync_probability: if r.gen_bool(0.5) {
@@ -194,6 +203,9 @@ impl SimConfig {
             cfg.snapshot_after_logs = SNAPSHOTS_OFF;
             cfg.logs_kept_after_snapshot = 1_000;
         }
+        // Disk-fault episodes: drawn after everything else, for the same reason.
+        cfg.faults.disk_eio = w(&mut r, 0.5, 2);
+        cfg.faults.disk_full = w(&mut r, 0.5, 2);
         cfg
     }
 
@@ -233,7 +245,7 @@ impl fmt::Display for SimConfig {
         )?;
         writeln!(
             f,
-            "  faults: every~{}ms partition={} oneway={} isolate={} clog={} latency={} loss={} bounce={} crash={} crash_leader={} buggify={}",
+            "  faults: every~{}ms partition={} oneway={} isolate={} clog={} latency={} loss={} bounce={} crash={} crash_leader={} disk_eio={} disk_full={} buggify={}",
             self.fault_interval_ms,
             fw.partition,
             fw.partition_oneway,
@@ -244,6 +256,8 @@ impl fmt::Display for SimConfig {
             fw.bounce,
             fw.crash,
             fw.crash_leader,
+            fw.disk_eio,
+            fw.disk_full,
             self.buggify
         )?;
         writeln!(

@@ -1,6 +1,15 @@
 //! The fault schedule: drawn from the seed's fault stream between steps, applied to the
 //! `Sim`, and undone at a drawn later time. At most one network fault per link at a time
 //! (turmoil does not support combining hold with partitions).
+//!
+//! Disk-fault episodes (`disk_eio`, `disk_full`; at most one at a time, safety phase only):
+//! one node's [`DiskControl`](crate::storage::DiskControl) fails reads, writes and syncs
+//! with EIO at a drawn probability, or refuses to grow the store beyond its usage plus a
+//! small drawn slack (ENOSPC), for a drawn window. A storage error stops that node
+//! (fail-stop, `node::fail_stop`). When the window ends (or the safety phase does) the
+//! switch goes off and, if the disk injected any error during the episode, the node is
+//! restarted as after a process kill (page cache kept) — an operator fixing the disk and
+//! restarting the process — unless it is down anyway (crashed, waiting for its restart).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,7 +24,7 @@ use super::rng::{self, Stream};
 use super::world::World;
 
 /// Fault kinds, as counted in reports.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "partition",
     "oneway",
     "isolate",
@@ -25,7 +34,19 @@ pub const KINDS: [&str; 9] = [
     "bounce",
     "crash",
     "crash_leader",
+    "disk_eio",
+    "disk_full",
 ];
+
+/// A disk-fault episode in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DiskEpisode {
+    node: u64,
+    /// `disk_eio` or `disk_full`.
+    kind: &'static str,
+    /// The disk's injected-error count when the episode began.
+    injected_at_start: u64,
+}
 
 /// An action on the `Sim`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +66,12 @@ enum Action {
     /// Power loss; the restart is scheduled separately.
     Crash(u64),
     Restart(u64),
+    /// Disk-fault episode: the node's disk fails I/O with this probability (per mille).
+    DiskEio(u64, u64),
+    /// Disk-fault episode: the node's disk is full beyond its usage plus this slack (bytes).
+    DiskFull(u64, u64),
+    /// The episode ends: faults off; restart the node if its disk injected an error.
+    DiskEnd(u64),
     /// The link is free again for new faults.
     Free(u64, u64),
 }
@@ -83,6 +110,7 @@ pub struct Faults {
     busy: BTreeSet<(u64, u64)>,
     links: BTreeMap<(u64, u64), LinkState>,
     down: BTreeSet<u64>,
+    disk: Option<DiskEpisode>,
     /// Faults injected, by kind.
     pub counts: BTreeMap<&'static str, u64>,
 }
@@ -100,6 +128,7 @@ impl Faults {
             busy: BTreeSet::new(),
             links: BTreeMap::new(),
             down: BTreeSet::new(),
+            disk: None,
             counts: KINDS.iter().map(|k| (*k, 0)).collect(),
         }
     }
@@ -161,6 +190,8 @@ impl Faults {
             w.bounce,
             w.crash,
             w.crash_leader,
+            w.disk_eio,
+            w.disk_full,
         ];
         let total: u32 = weights.iter().sum();
         if total == 0 {
@@ -278,6 +309,38 @@ impl Faults {
                     _ => false,
                 }
             }
+            "disk_eio" | "disk_full" => {
+                // Half the time the leader's disk: its failures are the ones clients see.
+                let target = if self.rng.gen_bool(0.5) {
+                    leader(world)
+                } else {
+                    None
+                };
+                let node = target.unwrap_or_else(|| self.rng.gen_range(1..=n));
+                if self.disk.is_some() || self.down.contains(&node) {
+                    false
+                } else {
+                    let on = if KINDS[kind] == "disk_eio" {
+                        // Per mille: from rare errors to most I/O failing.
+                        let per_mille = if self.rng.gen_bool(0.5) {
+                            self.rng.gen_range(1..=50)
+                        } else {
+                            self.rng.gen_range(50..=500)
+                        };
+                        Action::DiskEio(node, per_mille)
+                    } else {
+                        let slack = if self.rng.gen_bool(0.5) {
+                            self.rng.gen_range(0..=1_024)
+                        } else {
+                            self.rng.gen_range(1_024..=8_192)
+                        };
+                        Action::DiskFull(node, slack)
+                    };
+                    self.apply(sim, world, on);
+                    self.schedule(now + duration, Action::DiskEnd(node));
+                    true
+                }
+            }
             _ => false,
         };
         if injected && let Some(c) = self.counts.get_mut(KINDS[kind]) {
@@ -370,6 +433,50 @@ impl Faults {
                     slot.down.set(false);
                 }
                 sim.bounce(h(*n));
+            }
+            Action::DiskEio(n, per_mille) => {
+                if let Some(slot) = world.nodes.get((*n - 1) as usize) {
+                    let control = slot.store.control();
+                    self.disk = Some(DiskEpisode {
+                        node: *n,
+                        kind: "disk_eio",
+                        injected_at_start: control.injected(),
+                    });
+                    control.set_io_errors(*per_mille as f64 / 1_000.0);
+                }
+            }
+            Action::DiskFull(n, slack) => {
+                if let Some(slot) = world.nodes.get((*n - 1) as usize) {
+                    let control = slot.store.control();
+                    self.disk = Some(DiskEpisode {
+                        node: *n,
+                        kind: "disk_full",
+                        injected_at_start: control.injected(),
+                    });
+                    control.set_full(*slack);
+                }
+            }
+            Action::DiskEnd(n) => {
+                let episode = self.disk.take();
+                let Some(slot) = world.nodes.get((*n - 1) as usize) else {
+                    return;
+                };
+                let control = slot.store.control();
+                control.clear();
+                let episode = episode.filter(|e| e.node == *n);
+                let injected = control.injected() - episode.map_or(0, |e| e.injected_at_start);
+                world.log(
+                    "sim",
+                    &format!(
+                        "{action:?} {} injected={injected} stopped={}",
+                        episode.map_or("?", |e| e.kind),
+                        slot.stopped.get()
+                    ),
+                );
+                if injected > 0 && !self.down.contains(n) {
+                    self.apply(sim, world, Action::Bounce(*n));
+                }
+                return;
             }
             Action::Free(a, b) => {
                 self.busy.remove(&link(*a, *b));

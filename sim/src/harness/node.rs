@@ -69,8 +69,8 @@ pub struct NodeObs {
     /// Log entries from this index on were re-read (everything after the previously
     /// applied index; 0 on the first observation of an incarnation).
     pub from: u64,
-    /// Those entries, up to the last log index; `None` if the read failed (an injected I/O
-    /// fault): the observation then says nothing about the log.
+    /// Those entries, up to the last log index; `None`: the observation says nothing about
+    /// the log (the observer publishes nothing at all when a log read fails, see `observe`).
     pub entries: Option<BTreeMap<u64, EntryObs>>,
     /// The last log index purged into a snapshot: the log holds nothing at or below it (the
     /// higher of the metrics' and, after a log read, the log store's own record).
@@ -109,6 +109,12 @@ pub struct NodeSlot {
     pub state_hash: Cell<Option<(u64, u64)>>,
     /// Whether the host is down (crashed, waiting for its restart).
     pub down: Cell<bool>,
+    /// The running incarnation stopped on a storage failure (fail-stop, see [`fail_stop`]);
+    /// cleared when the next incarnation starts.
+    pub stopped: Cell<bool>,
+    /// The running incarnation's Raft core stopped although its disk injected no error (a
+    /// finding: nothing in the simulation should stop it).
+    pub stop_error: RefCell<Option<String>>,
 }
 
 impl NodeSlot {
@@ -125,6 +131,8 @@ impl NodeSlot {
             start_error: RefCell::new(None),
             state_hash: Cell::new(None),
             down: Cell::new(false),
+            stopped: Cell::new(false),
+            stop_error: RefCell::new(None),
         }
     }
 }
@@ -166,6 +174,7 @@ pub async fn run(world: Rc<World>, index: usize) -> turmoil::Result {
     let incarnation = slot.incarnation.get() + 1;
     slot.incarnation.set(incarnation);
     slot.state_hash.set(None);
+    slot.stopped.set(false);
     zcore_cluster::runtime::seed_rng(rng::derive(
         world.cfg.seed,
         Stream::Raft,
@@ -213,11 +222,40 @@ pub async fn run(world: Rc<World>, index: usize) -> turmoil::Result {
     Ok(())
 }
 
+/// A start that failed: a recovery failure (a violation), unless the disk injected an error
+/// during it (a disk-fault episode), which is a fail-stop like any other storage failure.
 async fn failed(world: &World, slot: &NodeSlot, who: &str, message: String) -> turmoil::Result {
     world.log(who, &format!("start failed: {message}"));
-    *slot.start_error.borrow_mut() = Some(message);
+    if slot.store.faulted_since_open() {
+        fail_stop(world, slot, who);
+    } else {
+        *slot.start_error.borrow_mut() = Some(message);
+    }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Fail-stop of the running incarnation after a storage failure: openraft stops its core on
+/// any storage error, and a store that cannot be opened stops the start. The incarnation is
+/// ended as a crash ends one ([`faults::kill`](super::faults::kill): its disk is marked dead,
+/// so nothing of it reaches the disk or answers from it any more; the harness drops its
+/// handle; the Raft checker sees the incarnation end), but the host keeps its page cache. If
+/// the disk injected an error since the store was opened, the schedule restarts the node
+/// when the disk-fault episode ends; otherwise the stop is a finding.
+fn fail_stop(world: &World, slot: &NodeSlot, who: &str) {
+    if slot.stopped.replace(true) {
+        return;
+    }
+    if slot.store.faulted_since_open() {
+        world.log(who, "fail-stop (injected disk fault)");
+    } else {
+        world.log(who, "fail-stop without an injected disk fault");
+        *slot.stop_error.borrow_mut() = Some(format!(
+            "incarnation {} stopped on a storage failure, but its disk injected no error",
+            slot.incarnation.get()
+        ));
+    }
+    super::faults::kill(world, slot.id);
 }
 
 /// Publishes an observation on every metrics change; in the liveness phase also the state
@@ -238,6 +276,14 @@ async fn observe(
     let mut last_line = String::new();
     loop {
         let m = metrics.borrow_and_update().clone();
+        // A storage error stops openraft's core: its last metrics are not persisted state
+        // (openraft flushes in-memory metrics on the way out), so they are not observed; the
+        // incarnation ends here.
+        if let Err(e) = &m.running_state {
+            world.log(&who, &format!("raft stopped: {e}"));
+            fail_stop(world, slot, &who);
+            std::future::pending::<()>().await;
+        }
         // openraft publishes placeholder metrics (term 0, empty log) until its core has
         // loaded the persisted state; a restarted node's placeholder is not an observation.
         if incarnation > 1
@@ -255,28 +301,39 @@ async fn observe(
             .last_applied
             .map(|l| (l.index, l.leader_id.term, l.leader_id.node_id));
         let from = applied_seen.map_or(0, |a| a + 1);
-        let mut entries = Some(BTreeMap::new());
+        let mut entries = BTreeMap::new();
         let mut purged = m.purged.map(|p| p.index);
         if let Some(last) = last_log
             && last >= from
         {
-            let read = match log.try_get_log_entries(from..=last).await {
-                Ok(read) => read,
-                Err(_) => {
-                    // An injected I/O fault: report no log, and re-read from `from` next time.
-                    entries = None;
-                    Vec::new()
-                }
-            };
             // The store's purged index read after the entries covers every purge that removed
             // one of them meanwhile (it is written with a purge's first deletion), so the
             // checker can tell a purged prefix from a gap. The metrics may lag behind it.
-            if entries.is_some() {
-                match log.purged_index().await {
-                    Ok(p) => purged = purged.max(p),
-                    Err(_) => entries = None,
+            let read = match log.try_get_log_entries(from..=last).await {
+                Ok(read) => log
+                    .purged_index()
+                    .await
+                    .map(|p| (read, p))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let read = match read {
+                Ok((read, p)) => {
+                    purged = purged.max(p);
+                    read
                 }
-            }
+                Err(e) => {
+                    // The disk failed the read (a disk-fault episode): observe nothing now,
+                    // neither a log with a hole nor a new state (a new term, leadership)
+                    // beside a log that lacks its entries; the next change re-reads from
+                    // `from`.
+                    world.log(&who, &format!("observer: reading the log failed: {e}"));
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             for e in read {
                 let payload = match &e.payload {
                     EntryPayload::Blank => 0,
@@ -284,7 +341,7 @@ async fn observe(
                         .map(|b| fnv1a(0xcbf2_9ce4_8422_2325, &b))
                         .unwrap_or(1),
                 };
-                entries.get_or_insert_with(BTreeMap::new).insert(
+                entries.insert(
                     e.log_id.index,
                     EntryObs {
                         term: e.log_id.leader_id.term,
@@ -294,9 +351,7 @@ async fn observe(
                 );
             }
         }
-        if entries.is_some() {
-            applied_seen = applied.map(|a| a.0).or(applied_seen);
-        }
+        applied_seen = applied.map(|a| a.0).or(applied_seen);
         let obs = NodeObs {
             ms: world.now_ms(),
             node: slot.id,
@@ -312,7 +367,7 @@ async fn observe(
             last_log,
             applied,
             from,
-            entries,
+            entries: Some(entries),
             purged,
             down: false,
         };
@@ -336,10 +391,6 @@ async fn observe(
             {
                 slot.state_hash.set(Some(hashed));
             }
-        }
-        if let Err(e) = m.running_state {
-            world.log(&who, &format!("raft stopped: {e}"));
-            std::future::pending::<()>().await;
         }
         // In the liveness phase also wake periodically so the hash is computed even when
         // the metrics are quiet.

@@ -223,6 +223,12 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> RunReport {
                 format!("node {} failed to start: {e}", slot.id),
             ));
         }
+        if let Some(e) = slot.stop_error.borrow().as_ref() {
+            violations.push(Violation::new(
+                "fail-stop",
+                format!("node {}: {e}", slot.id),
+            ));
+        }
     }
     let sim_ms = sim.elapsed().as_millis() as u64;
     world.now.set(sim_ms);
