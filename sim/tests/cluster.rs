@@ -3,6 +3,7 @@
 
 use zcore_sim::harness::determinism::{reproduce_command, run_twice};
 use zcore_sim::harness::{RunOptions, SimConfig};
+use zcore_sim::storage::SimBackendKind;
 
 fn seeds() -> u64 {
     std::env::var("ZCORE_SIM_SEEDS")
@@ -63,4 +64,50 @@ fn configuration_is_derived_from_the_seed_and_printed() {
     let sizes: std::collections::BTreeSet<u64> =
         (0..64).map(|s| SimConfig::from_seed(s).nodes).collect();
     assert_eq!(sizes, [3, 5].into_iter().collect());
+}
+
+/// Disk-fault episodes on both backends: an injected I/O error or full disk stops the node
+/// (fail-stop), the node comes back when the episode ends, and every checker still passes
+/// (ops failed by the disk are `fail` only when nothing was proposed). Each run is replayed.
+#[test]
+fn disk_fault_episodes_fail_stop_the_node_and_it_recovers() {
+    for backend in SimBackendKind::ALL {
+        let mut stops = 0;
+        let mut episodes = 0;
+        for seed in 0..6 {
+            let mut config = SimConfig::from_seed(seed);
+            config.backend = backend;
+            config.faults.disk_eio = 8;
+            config.faults.disk_full = 4;
+            let options = RunOptions {
+                keep_trace: true,
+                config: Some(config),
+                ..RunOptions::default()
+            };
+            let replay = run_twice(seed, &options);
+            let r = &replay.first;
+            assert!(
+                replay.identical(),
+                "{backend} seed {seed} diverged: {}",
+                replay.divergence().unwrap_or_default()
+            );
+            assert!(
+                r.passed(),
+                "{backend} seed {seed} violations: {:?}",
+                r.violations
+            );
+            assert!(r.converged_ms.is_some(), "{backend} seed {seed}");
+            episodes += r.faults.get("disk_eio").copied().unwrap_or(0)
+                + r.faults.get("disk_full").copied().unwrap_or(0);
+            stops += r
+                .trace
+                .lines()
+                .iter()
+                .filter(|l| l.contains("fail-stop (injected disk fault)"))
+                .count();
+        }
+        println!("{backend}: {episodes} disk-fault episodes, {stops} fail-stops");
+        assert!(episodes >= 6, "{backend}: only {episodes} episodes");
+        assert!(stops >= 3, "{backend}: only {stops} fail-stops");
+    }
 }

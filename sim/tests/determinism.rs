@@ -68,4 +68,10 @@ fn sweep_passes_with_identical_replays() {
         installed >= seeds / 20,
         "too few seeds installed a snapshot: {installed} of {seeds}"
     );
+    let disk = summary.faults.get("disk_eio").copied().unwrap_or(0)
+        + summary.faults.get("disk_full").copied().unwrap_or(0);
+    assert!(
+        disk > seeds / 4,
+        "too few disk-fault episodes were injected: {disk}"
+    );
 }
