@@ -799,6 +799,12 @@ impl ClusterNode {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
         let timeouts = config.timeouts.timeouts();
+        // What the node reads back of its Raft state (vote, log, applied state) must be
+        // durable before it acts on it: after a sync failed (an I/O error stopped the previous
+        // process), the write can still sit in the page cache and be read back by a restarted
+        // process, and a vote cast or a log entry acknowledged from there would be taken back
+        // by a later power loss. Make the store durable first, or fail the start.
+        backend.sync().await.map_err(StoreError::from)?;
         let log = LogStore::open(Arc::clone(&backend)).await?;
         let sm = StateMachineStore::open(backend, snapshots, engine_options).await?;
         let listener = transport

@@ -1,6 +1,7 @@
 //! Three nodes in one process over real loopback TCP: election, replication, reads on every
 //! node, leader failover without losing acknowledged writes, catch-up of a restarted node
-//! through a snapshot after log purge, membership changes under load, and bad input.
+//! through a snapshot after log purge, membership changes under load, bad input, and a start
+//! that makes the store durable before it reads its Raft state.
 //!
 //! Every wait polls with a generous deadline; nothing sleeps and then asserts.
 
@@ -456,4 +457,117 @@ async fn membership_changes_under_load_and_bad_input() {
     for node in nodes {
         node.shutdown().await.unwrap();
     }
+}
+
+/// A backend that records the order of its calls.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn zcore_engine::StorageBackend>,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Recording {
+    fn note(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait::async_trait]
+impl zcore_engine::StorageBackend for Recording {
+    fn kind(&self) -> zcore_engine::BackendKind {
+        self.inner.kind()
+    }
+    fn is_persistent(&self) -> bool {
+        self.inner.is_persistent()
+    }
+    async fn create_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<bool, zcore_engine::BackendError> {
+        self.note("create_collection");
+        self.inner.create_collection(name).await
+    }
+    async fn open_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<(), zcore_engine::BackendError> {
+        self.note("open_collection");
+        self.inner.open_collection(name).await
+    }
+    async fn list_collections(&self) -> Result<Vec<CollectionName>, zcore_engine::BackendError> {
+        self.note("list_collections");
+        self.inner.list_collections().await
+    }
+    async fn drop_collection(
+        &self,
+        name: &CollectionName,
+    ) -> Result<bool, zcore_engine::BackendError> {
+        self.note("drop_collection");
+        self.inner.drop_collection(name).await
+    }
+    async fn get(
+        &self,
+        name: &CollectionName,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, zcore_engine::BackendError> {
+        self.note("get");
+        self.inner.get(name, key).await
+    }
+    async fn seek(
+        &self,
+        name: &CollectionName,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, zcore_engine::BackendError> {
+        self.note("seek");
+        self.inner.seek(name, start, end).await
+    }
+    async fn scan(
+        &self,
+        name: &CollectionName,
+        request: &zcore_engine::ScanRequest,
+    ) -> Result<zcore_engine::ScanPage, zcore_engine::BackendError> {
+        self.note("scan");
+        self.inner.scan(name, request).await
+    }
+    async fn write(
+        &self,
+        batch: zcore_engine::WriteBatch,
+        durability: zcore_engine::Durability,
+    ) -> Result<(), zcore_engine::BackendError> {
+        self.note("write");
+        self.inner.write(batch, durability).await
+    }
+    async fn sync(&self) -> Result<(), zcore_engine::BackendError> {
+        self.note("sync");
+        self.inner.sync().await
+    }
+    async fn stats(&self) -> Result<zcore_engine::BackendStats, zcore_engine::BackendError> {
+        self.inner.stats().await
+    }
+    async fn close(&self) -> Result<(), zcore_engine::BackendError> {
+        self.inner.close().await
+    }
+}
+
+/// A restarted process may read back writes whose sync failed before it was stopped (they
+/// are still in the page cache) and a power loss may take them back later: a node acting on
+/// such a vote or log entry breaks Raft. So a start first makes the store durable.
+#[tokio::test]
+async fn a_start_syncs_the_store_before_it_reads_anything() {
+    let dir = TempDir::new().unwrap();
+    let backend = Arc::new(Recording {
+        inner: Arc::new(zcore_backends::MemoryBackend::new()),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    let node = ClusterNode::start_on(
+        config(1, "127.0.0.1:0", dir.path(), BackendName::Memory),
+        backend.clone(),
+        transport(),
+    )
+    .await
+    .unwrap();
+    let calls = backend.calls.lock().unwrap().clone();
+    assert_eq!(calls.first(), Some(&"sync"), "{calls:?}");
+    node.shutdown().await.unwrap();
 }
