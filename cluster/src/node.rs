@@ -10,7 +10,12 @@
 //!   once.
 //! - **Reads** are linearizable by default (ReadIndex through `ensure_linearizable()` on the
 //!   leader; a follower asks the leader for the read index and waits until it applied it);
-//!   [`ReadConsistency::Stale`] reads this node's applied state without asking anyone.
+//!   [`ReadConsistency::Stale`] reads this node's applied state without asking anyone. A
+//!   leader that openraft 0.9 resumed after a restart (its committed vote was for itself, so
+//!   it leads again without an election or a new blank entry) only knows a commit index
+//!   restored lazily, which can be older than entries committed and acknowledged before the
+//!   restart; its read index is therefore at least its last log index at start (see
+//!   `Shared::read_index`).
 //! - **Membership**: initialize, add learner, promote, remove — on the leader, forwarded by
 //!   followers.
 
@@ -20,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{ChangeMembers, ServerState};
+use openraft::storage::RaftLogStorage;
+use openraft::{ChangeMembers, ServerState, Vote};
 use rand::RngCore;
 use tokio::sync::{OwnedRwLockReadGuard, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -132,6 +138,9 @@ pub(crate) struct Shared {
     pool: rpc::ConnPool,
     /// The leader's proposal batcher.
     batcher: mpsc::Sender<Proposal>,
+    /// The vote and the last log index this node found on disk at start (see
+    /// [`read_index`](Self::read_index)).
+    at_start: (Option<Vote<NodeId>>, u64),
 }
 
 impl std::fmt::Debug for Shared {
@@ -550,9 +559,26 @@ impl Shared {
     }
 
     /// The leader's read index (ReadIndex: leadership confirmed by a quorum).
+    ///
+    /// openraft's read index is the higher of the commit index and the first entry of the
+    /// leader's term. A leader that openraft resumed at start (same vote, no election, no new
+    /// blank entry) restored its commit index lazily: entries up to its last log index at
+    /// start may have been committed and acknowledged before the restart, above that commit
+    /// index. While it leads with the vote it started with, the read index is therefore at
+    /// least that last index (all of it is this leader's log, committed in its term by
+    /// replication).
     async fn read_index(&self) -> Result<u64, WireError> {
         match self.raft.ensure_linearizable().await {
-            Ok(read) => Ok(read.map_or(0, |l| l.index)),
+            Ok(read) => {
+                let mut index = read.map_or(0, |l| l.index);
+                let (vote, last) = &self.at_start;
+                if let Some(vote) = vote
+                    && vote.leader_id() == self.raft.metrics().borrow().vote.leader_id()
+                {
+                    index = index.max(*last);
+                }
+                Ok(index)
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(leader_of(&f)),
             Err(e) => Err(WireError::Failed(e.to_string())),
         }
@@ -806,6 +832,20 @@ impl ClusterNode {
         // by a later power loss. Make the store durable first, or fail the start.
         backend.sync().await.map_err(StoreError::from)?;
         let log = LogStore::open(Arc::clone(&backend)).await?;
+        let at_start = {
+            let mut log = log.clone();
+            let vote = log
+                .read_vote()
+                .await
+                .map_err(|e| ClusterError::Raft(e.to_string()))?;
+            let last = log
+                .get_log_state()
+                .await
+                .map_err(|e| ClusterError::Raft(e.to_string()))?
+                .last_log_id
+                .map_or(0, |l| l.index);
+            (vote, last)
+        };
         let sm = StateMachineStore::open(backend, snapshots, engine_options).await?;
         let listener = transport
             .bind(&config.listen)
@@ -841,6 +881,7 @@ impl ClusterNode {
             sessions: Mutex::new(Vec::new()),
             pool: rpc::ConnPool::default(),
             batcher,
+            at_start,
         });
         let batcher = tokio::spawn(run_batcher(shared.raft.clone(), proposals));
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));

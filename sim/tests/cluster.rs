@@ -111,3 +111,16 @@ fn disk_fault_episodes_fail_stop_the_node_and_it_recovers() {
         assert!(stops >= 3, "{backend}: only {stops} fail-stops");
     }
 }
+
+/// Regression (seed 2394, found by a sweep): the leader lost power and restarted within an
+/// election timeout; openraft 0.9 resumed it as leader of the same vote, without a new blank
+/// entry, with a commit index older than a write it had acknowledged before the crash. Its
+/// read index let a follower serve the value before that write: a stale read, caught by the
+/// linearizability checker. The read index of a resumed leader now covers its log at start.
+#[test]
+fn a_leader_resumed_after_a_restart_serves_no_stale_read() {
+    let replay = run_twice(2394, &RunOptions::default());
+    let r = &replay.first;
+    assert!(replay.identical());
+    assert!(r.passed(), "violations: {:?}", r.violations);
+}
