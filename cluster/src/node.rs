@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     /// The vote and the last log index this node found on disk at start (see
     /// [`read_index`](Self::read_index)).
     at_start: (Option<Vote<NodeId>>, u64),
+    /// The RPC server's connection tasks.
+    pub(crate) connections: server::Connections,
 }
 
 impl std::fmt::Debug for Shared {
@@ -882,6 +884,7 @@ impl ClusterNode {
             pool: rpc::ConnPool::default(),
             batcher,
             at_start,
+            connections: server::Connections::default(),
         });
         let batcher = tokio::spawn(run_batcher(shared.raft.clone(), proposals));
         let server = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
@@ -1202,6 +1205,7 @@ impl ClusterNode {
             task.abort();
             let _ = task.await;
         }
+        self.shared.connections.abort_all();
         self.shared
             .raft
             .shutdown()

@@ -1,29 +1,65 @@
 //! The RPC server: accepts connections, reads one framed request at a time under an idle
 //! timeout, answers it, and closes the connection on any error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
-use tokio::task::JoinSet;
+use tokio::task::AbortHandle;
 
 use crate::frame::{self, Kind};
 use crate::node::Shared;
 use crate::rpc::{RaftRpcError, RpcRequest, RpcResponse};
 use crate::transport::{Connection, Listener};
 
-/// Accepts connections until the task is aborted (which also aborts every connection task).
+/// The server's connection tasks, aborted by [`abort_all`](Self::abort_all) when the node
+/// shuts down.
+///
+/// Not a `JoinSet`: a `JoinSet` aborts its tasks when it is dropped, and when tokio shuts a
+/// current-thread runtime down after an unhandled task panic (`tokio_unstable`, as in the
+/// simulator) it drops the server task from inside the scheduler; aborting a task there
+/// panics ("RefCell already borrowed") in a destructor during cleanup, which aborts the
+/// process instead of reporting the first panic. The runtime's shutdown ends these tasks
+/// anyway.
+#[derive(Debug, Default)]
+pub(crate) struct Connections(Mutex<Vec<AbortHandle>>);
+
+impl Connections {
+    fn add(&self, handle: AbortHandle) {
+        let mut handles = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+    }
+
+    /// Aborts every connection task.
+    pub(crate) fn abort_all(&self) {
+        let handles = std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for handle in handles {
+            handle.abort();
+        }
+    }
+}
+
+/// Accepts connections until the task is aborted; each connection runs in its own task,
+/// registered in `shared.connections` (aborted by the node's shutdown).
 pub(crate) async fn serve(mut listener: Box<dyn Listener>, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
     loop {
-        while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((conn, peer)) => {
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    if let Err(e) = serve_connection(conn, &shared).await {
+                let task_shared = Arc::clone(&shared);
+                let task = tokio::spawn(async move {
+                    if let Err(e) = serve_connection(conn, &task_shared).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                 });
+                shared.connections.add(task.abort_handle());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
